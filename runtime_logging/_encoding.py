@@ -1,0 +1,120 @@
+"""Turn any event into exactly one line of strict JSON.
+
+The fast path is one `orjson.dumps`. Whatever it refuses (lone surrogates,
+cycles, nesting deeper than it allows, a ``__repr__`` that raises) or would
+get wrong silently (orjson writes NaN and infinities as ``null``) goes
+through `to_jsonable`, which rebuilds the value from plain, safe types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import math
+import uuid
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+import orjson
+
+#: How deep a value is followed before the rest is replaced by a marker.
+MAX_DEPTH = 32
+#: Replacements for floats that JSON has no token for.
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+_CONTAINERS = (dict, list, tuple)
+
+
+def _default(value: Any) -> Any:
+    """Encode what orjson does not know: the documented fallbacks."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, (PurePath, BaseException)):
+        return str(value)
+    return repr(value)
+
+
+def _has_non_finite(value: object, depth: int = 0) -> bool:
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)  # type: ignore[arg-type]
+    if depth > MAX_DEPTH:
+        return True
+    if kind is dict:
+        return any(_has_non_finite(v, depth + 1) for v in value.values())  # type: ignore[attr-defined]
+    if kind is list or kind is tuple:
+        return any(_has_non_finite(v, depth + 1) for v in value)  # type: ignore[attr-defined]
+    return False
+
+
+def _clean_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return _clean_text(repr(value))
+    except Exception:
+        return f"<unrepresentable {type(value).__qualname__}>"
+
+
+def _key(key: object) -> str:
+    if isinstance(key, str):
+        return _clean_text(key)
+    if isinstance(key, (int, float, uuid.UUID, enum.Enum, bool)) or key is None:
+        return str(key)
+    return _safe_repr(key)
+
+
+def to_jsonable(value: object, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
+    """Rebuild *value* from str, int, float, bool, None, list and dict only."""
+    if value is None or type(value) in (bool, int):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else NON_FINITE[repr(value)]
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if depth >= MAX_DEPTH:
+        return "<max depth>"
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        if id(value) in seen:
+            return "<cycle>"
+        inner = seen | {id(value)}
+        if isinstance(value, Mapping):
+            return {_key(k): to_jsonable(v, depth + 1, inner) for k, v in value.items()}
+        items = sorted(value, key=_safe_repr) if isinstance(value, (set, frozenset)) else value
+        return [to_jsonable(v, depth + 1, inner) for v in items]
+    try:
+        return to_jsonable(_default(value), depth + 1, seen)
+    except Exception:
+        return _safe_repr(value)
+
+
+def dumps_line(event: Mapping[str, Any]) -> bytes:
+    """One line of strict JSON with its newline, whatever *event* holds."""
+    try:
+        line = orjson.dumps(event, default=_default, option=_OPTIONS)
+    except Exception:
+        return orjson.dumps(to_jsonable(event), option=_OPTIONS)
+    for value in event.values():
+        kind = type(value)
+        if (kind is float or kind in _CONTAINERS) and _has_non_finite(value):
+            return orjson.dumps(to_jsonable(event), option=_OPTIONS)
+    return line

@@ -1,0 +1,313 @@
+"""The one chain every record passes, whichever API made it:
+
+context -> standard fields -> exception -> redaction -> rate limit -> fan-out.
+
+Users add processors after the first three steps (hook points ``context``,
+``fields`` and ``exception``); nothing can be added after redaction, so no
+sink ever sees a field that redaction did not see.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any, Protocol
+
+from structlog import DropEvent
+
+from runtime_logging import context as _ctx
+from runtime_logging._diagnostics import Diagnostics, diagnostics
+from runtime_logging._encoding import dumps_line
+from runtime_logging._exceptions import ExcInfo, resolve_exc_info, structure_exception
+from runtime_logging.config import LEVELS, Settings
+from runtime_logging.schema import RESERVED_KEYS, STANDARD_KEYS, field_key
+
+HOOK_POINTS = ("context", "fields", "exception")
+
+#: A structlog-style processor: ``(logger, method_name, event_dict) -> event_dict``.
+Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
+
+LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
+
+
+def level_name(number: int) -> str:
+    """The schema's word for a numeric level; custom levels take the next lower."""
+    name = LEVEL_NAMES.get(number)
+    if name is not None:
+        return name
+    lower = [n for n in LEVEL_NAMES if n <= number]
+    return LEVEL_NAMES[max(lower)] if lower else "debug"
+
+
+class LogEvent:
+    """One event after the whole chain, as every sink receives it.
+
+    ``fields`` is the ordered, redacted mapping that becomes the JSON line;
+    ``exc_info`` is the original exception for sinks that need the object
+    (Sentry); ``json_line`` is rendered once and shared by every sink.
+    """
+
+    __slots__ = ("_line", "exc_info", "fields", "level", "logger", "time_ns")
+
+    def __init__(
+        self,
+        fields: dict[str, Any],
+        level: int,
+        logger: str,
+        time_ns: int,
+        exc_info: ExcInfo | None,
+    ) -> None:
+        """Hold the finished event; its JSON line is rendered on first use."""
+        self.fields = fields
+        self.level = level
+        self.logger = logger
+        self.time_ns = time_ns
+        self.exc_info = exc_info
+        self._line: bytes | None = None
+
+    @property
+    def event(self) -> str:
+        """The event name or message."""
+        return str(self.fields.get("event", ""))
+
+    @property
+    def json_line(self) -> bytes:
+        """The event as one line of JSON, newline included."""
+        line = self._line
+        if line is None:
+            line = self._line = dumps_line(self.fields)
+        return line
+
+
+class Sink(Protocol):
+    """What the fan-out needs of a sink; see `runtime_logging.sinks.Sink`."""
+
+    name: str
+    min_level: int
+
+    def emit(self, event: LogEvent) -> None:
+        """Deliver or queue *event*; must not block on the network."""
+
+
+class Step(Protocol):
+    """A pipeline step that may replace or drop (None) an event."""
+
+    def __call__(self, fields: dict[str, Any], level: int) -> dict[str, Any] | None:
+        """Process *fields* of an event at *level*."""
+
+
+class _Clock:
+    """RFC 3339 UTC timestamps with microseconds, cached per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, time_ns: int) -> str:
+        second, rest = divmod(time_ns, 1_000_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{rest // 1000:06d}Z"
+
+
+class Pipeline:
+    """The chain and the fan-out for one configuration."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[Sink],
+        processors: Mapping[str, Iterable[Processor]] | None = None,
+        redact: Step | None = None,
+        rate_limit: Step | None = None,
+        diag: Diagnostics = diagnostics,
+    ) -> None:
+        """Build the chain for *settings* delivering to *sinks*."""
+        hooks = dict(processors or {})
+        for point in hooks:
+            if point not in HOOK_POINTS:
+                raise ValueError(point)
+        self.settings = settings
+        self.sinks = tuple(sinks)
+        self.min_level = LEVELS[settings.level]
+        self.logger_levels = {
+            name: LEVELS[level] for name, level in settings.logger_levels.items()
+        }
+        self._hooks = {point: tuple(hooks.get(point, ())) for point in HOOK_POINTS}
+        self._any_hooks = any(self._hooks.values())
+        self._redact = redact
+        self._rate_limit = rate_limit
+        self._diag = diag
+        self._clock = _Clock()
+        self._with_locals = settings.include_locals
+        self._template: dict[str, Any] = {}
+        self.refresh_process_fields()
+
+    def refresh_process_fields(self) -> None:
+        """Re-read host and pid; a forked child calls this."""
+        values = {
+            "service": self.settings.service,
+            "environment": self.settings.environment,
+            "release": self.settings.release,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        self._template = {key: values.get(key) for key in STANDARD_KEYS}
+
+    def enabled_for(self, logger: str, level: int) -> bool:
+        """Whether a record of *logger* at *level* passes the level filters."""
+        if self.logger_levels:
+            name = logger
+            while name:
+                threshold = self.logger_levels.get(name)
+                if threshold is not None:
+                    return level >= threshold
+                name = name.rpartition(".")[0]
+        return level >= self.min_level
+
+    def log(
+        self,
+        logger: str,
+        level: int,
+        event: object,
+        args: tuple[Any, ...],
+        bound: Mapping[str, Any],
+        kw: dict[str, Any],
+    ) -> None:
+        """Take one call of the structlog API; never raises."""
+        try:
+            if self.logger_levels and not self.enabled_for(logger, level):
+                return
+            message = "" if event is None else str(event)
+            if args:
+                message = _apply_args(message, args, kw)
+            context = _ctx._context.get()
+            fields = {**context, **bound, **kw} if context or bound else kw
+            exc_info = resolve_exc_info(fields.pop("exc_info", None))
+            self._process(logger, level, time.time_ns(), message, fields, exc_info)
+        except DropEvent:
+            return
+        except Exception as error:
+            self._diag.failure("pipeline", f"an event was lost: {error!r}")
+
+    def log_record(self, record: logging.LogRecord, fields: dict[str, Any]) -> None:
+        """Take one stdlib record whose extra fields are *fields*; never raises."""
+        try:
+            try:
+                message = record.getMessage()
+            except Exception as error:
+                message = str(record.msg)
+                fields["format_error"] = f"{error!r} with args {record.args!r}"
+            context = _ctx._context.get()
+            if context:
+                fields = {**context, **fields}
+            if record.stack_info:
+                fields["stack"] = record.stack_info
+            exc_info = resolve_exc_info(record.exc_info)
+            time_ns = int(record.created * 1_000_000_000)
+            self._process(
+                record.name, record.levelno, time_ns, message, fields, exc_info
+            )
+        except DropEvent:
+            return
+        except Exception as error:
+            self._diag.failure("pipeline", f"a stdlib record was lost: {error!r}")
+
+    def _process(
+        self,
+        logger: str,
+        level: int,
+        time_ns: int,
+        message: str,
+        fields: dict[str, Any],
+        exc_info: ExcInfo | None,
+    ) -> None:
+        hooks = self._hooks if self._any_hooks else None
+        if hooks and hooks["context"]:
+            fields = self._run_hooks("context", logger, level, {"event": message, **fields})
+            message = str(fields.pop("event", message))
+
+        event = self._template.copy()
+        event["timestamp"] = self._clock.format(time_ns)
+        event["level"] = level_name(level)
+        event["logger"] = logger
+        event["event"] = message
+        if RESERVED_KEYS.isdisjoint(fields):
+            event.update(fields)
+        else:
+            for key, value in fields.items():
+                event[field_key(key)] = value
+        if hooks and hooks["fields"]:
+            event = self._run_hooks("fields", logger, level, event)
+
+        if exc_info is not None:
+            event["exception"] = structure_exception(exc_info[1], self._with_locals)
+            if hooks and hooks["exception"]:
+                event = self._run_hooks("exception", logger, level, event)
+
+        redact = self._redact
+        if redact is not None:
+            event = redact(event, level)  # type: ignore[assignment]
+        if self._rate_limit is not None:
+            limited = self._rate_limit(event, level)
+            if limited is None:
+                return
+            event = limited
+        self._fan_out(LogEvent(event, level, logger, time_ns, exc_info))
+
+    def _run_hooks(
+        self, point: str, logger: str, level: int, event: dict[str, Any]
+    ) -> dict[str, Any]:
+        method = level_name(level)
+        for processor in self._hooks[point]:
+            try:
+                event = dict(processor(logger, method, event))
+            except DropEvent:
+                raise
+            except Exception as error:
+                self._diag.failure(
+                    "processor",
+                    f"{getattr(processor, '__name__', processor)!s} at hook "
+                    f"{point!r} raised {error!r}; the event went on without it",
+                )
+        return event
+
+    def _fan_out(self, event: LogEvent) -> None:
+        for sink in self.sinks:
+            if event.level < sink.min_level:
+                continue
+            try:
+                sink.emit(event)
+            except Exception as error:
+                self._diag.failure(f"sink {sink.name}", f"emit raised {error!r}")
+
+    def emit_event(self, event: LogEvent) -> None:
+        """Deliver an already processed *event* to every sink (summaries)."""
+        self._fan_out(event)
+
+
+def _apply_args(message: str, args: tuple[Any, ...], kw: dict[str, Any]) -> str:
+    if len(args) == 1 and isinstance(args[0], Mapping) and "%" not in message:
+        # The Dart-style call: logger.info("Installation started", {...}).
+        for key, value in args[0].items():
+            kw.setdefault(str(key), value)
+        return message
+    try:
+        return message % args
+    except Exception:
+        return " ".join([message, *map(repr, args)])
+
+
+class _DropGuard(threading.local):
+    """Marks threads whose own logging must not re-enter the sinks."""
+
+    active = False
+
+
+#: Set in the toolkit's background threads: records they cause are not routed.
+internal_thread = _DropGuard()

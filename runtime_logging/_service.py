@@ -1,0 +1,326 @@
+"""`configure_logging()` and the `LoggingService` handle it returns."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from runtime_logging import _logger, _stdlib
+from runtime_logging._diagnostics import diagnostics
+from runtime_logging._pipeline import HOOK_POINTS, Pipeline, Processor, Sink
+from runtime_logging.config import LEVELS, Settings, load_settings
+from runtime_logging.errors import ConfigurationError
+from runtime_logging.redaction import RedactionPolicy
+from runtime_logging.sinks import SinkHealth
+from runtime_logging.sinks.console import ConsoleSink
+from runtime_logging.sinks.file import FileSink
+
+_lock = threading.RLock()
+_active_service: LoggingService | None = None
+
+
+class LoggingService:
+    """The running configuration: loggers, flushing, reopening, health, shutdown."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+        """Wrap a configured *pipeline*; made by `configure_logging()`."""
+        self.settings = settings
+        self.pipeline = pipeline
+        self._saved_root: tuple[list[logging.Handler], int] | None = None
+        self._handler: _stdlib.PipelineHandler | None = None
+        self._saved_signals: dict[int, Any] = {}
+        self._closed = False
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks events are delivered to, in order."""
+        return self.pipeline.sinks
+
+    def get_logger(self, name: str | None = None, **initial: Any) -> _logger.Logger:
+        """A structlog logger called *name* with *initial* fields bound."""
+        return _logger.get_logger(name, **initial)
+
+    def sink(self, name: str) -> Sink:
+        """The sink called *name* (``file``, ``console``, ``sentry``, ...)."""
+        for candidate in self.sinks:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Deliver what every sink holds, waiting at most *timeout* in all."""
+        deadline = time.monotonic() + (
+            self.settings.shutdown_timeout if timeout is None else timeout
+        )
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                _call(sink, "flush", max(0.0, deadline - time.monotonic()))
+
+    def reopen(self) -> None:
+        """Reopen every file (after an external rotation)."""
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                _call(sink, "reopen")
+
+    def health(self) -> dict[str, SinkHealth]:
+        """Each sink's health, by sink name."""
+        report = {}
+        for sink in self.sinks:
+            health = getattr(sink, "health", None)
+            report[sink.name] = health() if health else SinkHealth(sink.name)
+        return report
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Drain and close every sink within *timeout*, then undo the set-up."""
+        global _active_service  # noqa: PLW0603 - the process has one logging set-up
+        with _lock:
+            if self._closed:
+                return
+            self._closed = True
+            if _active_service is self:
+                _active_service = None
+                _logger.active.pipeline = None
+                _logger.active.min_level = 100
+                structlog.reset_defaults()
+                _stdlib.restore_make_record()
+                logging.captureWarnings(False)
+            self._uninstall_stdlib()
+            self._restore_signals()
+        deadline = time.monotonic() + (
+            self.settings.shutdown_timeout if timeout is None else timeout
+        )
+        for sink in self.sinks:
+            try:
+                _call(sink, "close", max(0.0, deadline - time.monotonic()))
+            except Exception as error:
+                diagnostics.failure(f"sink {sink.name}", f"close raised {error!r}")
+
+    # The parts of the process-wide set-up, each with its undo.
+
+    def _install_stdlib(self) -> None:
+        root = logging.getLogger()
+        self._saved_root = (list(root.handlers), root.level)
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        self._handler = _stdlib.PipelineHandler(self.pipeline)
+        root.addHandler(self._handler)
+        root.setLevel(LEVELS[self.settings.level])
+        for name, level in self.settings.logger_levels.items():
+            logging.getLogger(name).setLevel(LEVELS[level])
+        logging.captureWarnings(True)
+
+    def _uninstall_stdlib(self) -> None:
+        root = logging.getLogger()
+        if self._handler is not None:
+            root.removeHandler(self._handler)
+            self._handler = None
+        if self._saved_root is not None:
+            handlers, level = self._saved_root
+            for handler in handlers:
+                root.addHandler(handler)
+            root.setLevel(level)
+            self._saved_root = None
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number, handler in (
+            (signal.SIGHUP, self._on_sighup),
+            (signal.SIGTERM, self._on_sigterm),
+        ):
+            previous = signal.getsignal(number)
+            self._saved_signals[number] = previous
+            signal.signal(number, handler)
+
+    def _restore_signals(self) -> None:
+        for number, previous in self._saved_signals.items():
+            with contextlib.suppress(ValueError, TypeError):
+                if signal.getsignal(number) in (self._on_sighup, self._on_sigterm):
+                    signal.signal(number, previous)
+        self._saved_signals.clear()
+
+    def _on_sighup(self, number: int, frame: FrameType | None) -> None:
+        # A signal handler only sets flags: the next write reopens.
+        for sink in self.sinks:
+            request = getattr(sink, "request_reopen", None)
+            if request is not None:
+                request()
+        _chain(self._saved_signals.get(number), number, frame)
+
+    def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
+        previous = self._saved_signals.get(number)
+        self.shutdown()
+        if callable(previous):
+            previous(number, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+
+
+def _chain(previous: object, number: int, frame: FrameType | None) -> None:
+    if callable(previous):
+        previous(number, frame)
+
+
+def _call(sink: Sink, method: str, *args: object) -> None:
+    function = getattr(sink, method, None)
+    if function is not None:
+        function(*args)
+
+
+def _build_sinks(settings: Settings, extra: Iterable[Sink]) -> list[Sink]:
+    sinks: list[Sink] = []
+    if settings.console != "off":
+        sinks.append(ConsoleSink(style=settings.console, color=settings.color))
+    if settings.log_path is not None:
+        sinks.append(_file_sink(settings, settings.log_path))
+    sinks.extend(extra)
+    return sinks
+
+
+def _file_sink(settings: Settings, path: Path) -> FileSink:
+    try:
+        return FileSink(
+            path,
+            rotation=settings.rotation,
+            max_bytes=settings.max_bytes,
+            rotate_interval=settings.rotate_interval,
+            backup_count=settings.backup_count,
+            compress=settings.compress,
+            reopen_interval=settings.reopen_interval,
+        )
+    except OSError as error:
+        raise ConfigurationError(
+            f"`log_dir` is {str(settings.log_dir)!r}, where {path.name!r} can't be "
+            f"opened for writing ({error.strerror}); create the directory with "
+            "write access for this user, set `log_dir` (RUNTIME_LOGGING_LOG_DIR) "
+            "to a writable directory, or to 'off' for no file."
+        ) from None
+
+
+def _check_sinks(sinks: Iterable[object]) -> list[Sink]:
+    checked = []
+    for sink in sinks:
+        if not callable(getattr(sink, "emit", None)) or not isinstance(
+            getattr(sink, "name", None), str
+        ):
+            raise ConfigurationError(
+                f"`sinks` holds {sink!r}, which is not a sink; pass objects with a "
+                "`name` and an `emit(event)` method, such as subclasses of "
+                "runtime_logging.sinks.Sink."
+            )
+        if not hasattr(sink, "min_level"):
+            sink.min_level = 0  # type: ignore[attr-defined]
+        checked.append(sink)
+    return checked  # type: ignore[return-value]
+
+
+def _check_processors(
+    processors: Mapping[str, Iterable[Processor]] | None,
+) -> dict[str, list[Processor]]:
+    checked: dict[str, list[Processor]] = {}
+    for point, chain in (processors or {}).items():
+        if point not in HOOK_POINTS:
+            raise ConfigurationError(
+                f"`processors` names the hook point {point!r}; use one of "
+                + ", ".join(HOOK_POINTS)
+                + " (nothing runs after redaction, so no sink sees unredacted data)."
+            )
+        checked[point] = list(chain)
+        for processor in checked[point]:
+            if not callable(processor):
+                raise ConfigurationError(
+                    f"`processors[{point!r}]` holds {processor!r}, which is not "
+                    "callable; pass functions (logger, method_name, event_dict)."
+                )
+    return checked
+
+
+def configure_logging(
+    config_file: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    sinks: Iterable[Sink] = (),
+    processors: Mapping[str, Iterable[Processor]] | None = None,
+    **settings: Any,
+) -> LoggingService:
+    """Set up logging for the process and return its `LoggingService`.
+
+    Args:
+        config_file: a TOML file of settings (``RUNTIME_LOGGING_CONFIG`` when None).
+        env: the environment to read settings from, `os.environ` when None.
+        sinks: more sinks to deliver to, after the configured ones.
+        processors: structlog-style processors by hook point
+            (``context``, ``fields``, ``exception``).
+        settings: any setting by name, e.g. ``level="debug"``, ``log_dir="logs"``.
+
+    Returns:
+        The handle to the new set-up; calling this again replaces it.
+
+    Raises:
+        ConfigurationError: a setting is unknown or has an unusable value.
+    """
+    global _active_service  # noqa: PLW0603 - the process has one logging set-up
+    resolved = load_settings(config_file, env, **settings)
+    hooks = _check_processors(processors)
+    extra = _check_sinks(sinks)
+    with _lock:
+        if _active_service is not None:
+            _active_service.shutdown()
+        built = _build_sinks(resolved, extra)
+        redact = RedactionPolicy(resolved.redact_keys, resolved.redact_keys_allow)
+        pipeline = Pipeline(resolved, built, hooks, redact=redact)
+        service = LoggingService(resolved, pipeline)
+        structlog.configure(
+            wrapper_class=_logger.Logger,
+            logger_factory=_logger.logger_name,
+            processors=[],
+            cache_logger_on_first_use=False,
+        )
+        if resolved.capture_stdlib:
+            _stdlib.install_make_record()
+            service._install_stdlib()  # noqa: SLF001 - the service's own set-up step
+        if resolved.handle_signals:
+            service._install_signals()  # noqa: SLF001 - the service's own set-up step
+        _logger.active.pipeline = pipeline
+        _logger.active.min_level = pipeline.min_level
+        _active_service = service
+    return service
+
+
+def get_service() -> LoggingService | None:
+    """The service set up by the last `configure_logging()`, or None."""
+    return _active_service
+
+
+def _at_exit() -> None:
+    service = _active_service
+    if service is not None:
+        service.shutdown()
+
+
+def _after_fork_in_child() -> None:
+    global _lock  # noqa: PLW0603 - a lock held at fork time is held forever
+    _lock = threading.RLock()
+    service = _active_service
+    if service is None:
+        return
+    service.pipeline.refresh_process_fields()
+    for sink in service.sinks:
+        with contextlib.suppress(Exception):
+            _call(sink, "after_fork")
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,94 @@
+"""Records of stdlib `logging` into the same pipeline, in the same schema."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from runtime_logging import _pipeline
+
+#: The attributes every LogRecord has; whatever else it carries came from ``extra=``.
+RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None))
+) | {"message", "asctime", "taskName", "_runtime_logging_extra"}
+
+_COLLIDED = "_runtime_logging_extra"
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a caller passed with ``extra=``, under their own names."""
+    attributes = record.__dict__
+    fields = {k: v for k, v in attributes.items() if k not in RECORD_ATTRIBUTES}
+    collided = attributes.get(_COLLIDED)
+    if collided:
+        fields.update(collided)
+    return fields
+
+
+class PipelineHandler(logging.Handler):
+    """Hands each stdlib record to the active pipeline without changing it."""
+
+    def __init__(self, pipeline: _pipeline.Pipeline) -> None:
+        """Route records to *pipeline*; its own level filters apply."""
+        super().__init__(logging.NOTSET)
+        self.pipeline = pipeline
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        """Route *record*; the pipeline is thread-safe, so no handler lock."""
+        if _pipeline.internal_thread.active or record.name.startswith(
+            "runtime_logging"
+        ):
+            return False
+        if self.filters and not self.filter(record):
+            return False
+        self.pipeline.log_record(record, record_fields(record))
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Route *record* (for callers that call ``emit`` directly)."""
+        self.handle(record)
+
+
+_original_make_record = logging.Logger.makeRecord
+
+
+def _make_record(  # noqa: PLR0913 - the stdlib's own signature
+    self: logging.Logger,
+    name: str,
+    level: int,
+    fn: str,
+    lno: int,
+    msg: object,
+    args: Any,
+    exc_info: Any,
+    func: str | None = None,
+    extra: Mapping[str, object] | None = None,
+    sinfo: str | None = None,
+) -> logging.LogRecord:
+    """Like the stdlib's, but an ``extra`` key that collides with a record
+    attribute is kept aside instead of raising ``KeyError`` into the caller."""
+    record = _original_make_record(
+        self, name, level, fn, lno, msg, args, exc_info, func, None, sinfo
+    )
+    if extra:
+        attributes = record.__dict__
+        collided = {}
+        for key, value in extra.items():
+            if key in RECORD_ATTRIBUTES or key in attributes:
+                collided[key] = value
+            else:
+                attributes[key] = value
+        if collided:
+            attributes[_COLLIDED] = collided
+    return record
+
+
+def install_make_record() -> None:
+    """Make ``extra=`` with a reserved name safe for every logger."""
+    logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+
+
+def restore_make_record() -> None:
+    """Put the stdlib's own ``makeRecord`` back."""
+    logging.Logger.makeRecord = _original_make_record  # type: ignore[method-assign]

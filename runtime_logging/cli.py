@@ -1,0 +1,218 @@
+"""The ``runtime-logging`` command: demo, emit, check, pretty.
+
+Every command takes every setting as a flag named like the setting
+(``log_dir`` is ``--log-dir``), with the same values as the keyword of
+`configure_logging()` and the ``RUNTIME_LOGGING_*`` variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from runtime_logging import _service
+from runtime_logging.config import (
+    LEVELS,
+    SETTING_NAMES,
+    load_settings,
+    parse_duration,
+    setting_help,
+)
+from runtime_logging.errors import ConfigurationError
+from runtime_logging.sinks.console import escape, render_pretty
+
+PROG = "runtime-logging"
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also RUNTIME_LOGGING_<NAME>)")
+    group.add_argument("--config", metavar="FILE", help="a TOML file of settings")
+    for name in SETTING_NAMES:
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            metavar="VALUE",
+            default=None,
+            help=setting_help(name),
+        )
+
+
+def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name) is not None}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Structured logging: demo, load, checks and reading logs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the installer workload on real HTTP")
+    demo.add_argument("--installations", type=int, default=12, metavar="N")
+    _add_settings(demo)
+
+    emit = commands.add_parser("emit", help="send N numbered events through the pipeline")
+    emit.add_argument("--count", type=int, required=True, metavar="N")
+    emit.add_argument("--rate", type=float, default=0.0, metavar="R", help="events a second (0: as fast as possible)")
+    emit.add_argument("--size", default="0", metavar="BYTES", help="pad each line to about this size")
+    emit.add_argument("--event-level", dest="event_level", default="info", metavar="L", help="level of the events")
+    emit.add_argument("--processes", type=int, default=1, metavar="P", help="forked writers")
+    _add_settings(emit)
+
+    check = commands.add_parser("check", help="validate settings and print them, secrets masked")
+    _add_settings(check)
+
+    pretty = commands.add_parser("pretty", help="render JSON log lines for a person")
+    pretty.add_argument("files", nargs="*", metavar="FILE", help="plain or .gz files; stdin when none")
+    pretty.add_argument("--min-level", dest="min_level", default="debug", metavar="L")
+    pretty.add_argument("--since", default=None, metavar="WHEN", help="an RFC 3339 instant or a duration back from now ('10m')")
+    pretty.add_argument("--color", default="never", choices=("always", "never"))
+    return parser
+
+
+def _count(value: str, flag: str) -> int:
+    if value < 0:  # type: ignore[operator]
+        raise ConfigurationError(f"`{flag}` is {value!r}; expected 0 or more.")
+    return int(value)
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from runtime_logging.config import parse_size
+
+    count = _count(args.count, "--count")
+    processes = _count(args.processes, "--processes") or 1
+    size = parse_size("--size", args.size)
+    if args.event_level not in LEVELS:
+        raise ConfigurationError(
+            f"`--event-level` is {args.event_level!r}; expected one of {', '.join(LEVELS)}."
+        )
+    if args.rate < 0:
+        raise ConfigurationError(f"`--rate` is {args.rate!r}; expected 0 or more.")
+    service = _service.configure_logging(args.config, **_settings_from(args))
+    level = LEVELS[args.event_level]
+    log = service.get_logger("emit")
+    children = []
+    for _ in range(processes - 1):
+        pid = os.fork()
+        if pid == 0:
+            _emit_loop(log, level, count, args.rate, size)
+            service.shutdown()
+            os._exit(0)
+        children.append(pid)
+    _emit_loop(log, level, count, args.rate, size)
+    failed = sum(os.waitpid(pid, 0)[1] != 0 for pid in children)
+    service.shutdown()
+    print(f"emitted {count * processes} events from {processes} process(es)")
+    return 1 if failed else 0
+
+
+def _emit_loop(log: Any, level: int, count: int, rate: float, size: int) -> None:
+    # The fixed part of a line is about 230 bytes; the pad brings it to *size*.
+    pad = "x" * max(0, size - 230)
+    start = time.monotonic()
+    for seq in range(count):
+        if rate:
+            delay = start + seq / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        if pad:
+            log.log(level, "emit", seq=seq, pad=pad)
+        else:
+            log.log(level, "emit", seq=seq)
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, **_settings_from(args))
+    print(json.dumps(settings.masked(), indent=2, sort_keys=True))
+    return 0
+
+
+def read_lines(paths: Sequence[str], stdin: TextIO) -> Iterator[str]:
+    """The lines of *paths* (gzipped ones too), or of *stdin* when none."""
+    if not paths:
+        yield from stdin
+        return
+    for path in paths:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8", errors="backslashreplace") as handle:  # type: ignore[operator]
+            yield from handle
+
+
+def parse_since(value: str | None, now: float | None = None) -> str:
+    """An RFC 3339 UTC instant for *value*: an instant, or a duration back from now."""
+    if value is None:
+        return ""
+    try:
+        seconds = parse_duration("--since", value)
+    except ConfigurationError:
+        try:
+            instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(
+                f"`--since` is {value!r}; expected an instant such as "
+                "'2026-12-04T10:00:00Z' or a duration such as '10m'."
+            ) from None
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=dt.timezone.utc)
+    else:
+        instant = dt.datetime.fromtimestamp((now or time.time()) - seconds, dt.timezone.utc)
+    return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _pretty(args: argparse.Namespace) -> int:
+    if args.min_level not in LEVELS:
+        raise ConfigurationError(
+            f"`--min-level` is {args.min_level!r}; expected one of {', '.join(LEVELS)}."
+        )
+    for path in args.files:
+        if not Path(path).is_file():
+            raise ConfigurationError(f"`FILE` {path!r} is not a readable file.")
+    threshold = LEVELS[args.min_level]
+    since = parse_since(args.since)
+    out = sys.stdout
+    for raw in read_lines(args.files, sys.stdin):
+        try:
+            fields = json.loads(raw)
+        except ValueError:
+            out.write(f"(not JSON) {escape(raw.rstrip(chr(10)))}\n")
+            continue
+        if not isinstance(fields, dict):
+            continue
+        if LEVELS.get(str(fields.get("level")), 0) < threshold:
+            continue
+        if since and str(fields.get("timestamp", "")) < since:
+            continue
+        out.write(render_pretty(fields, colors=args.color == "always"))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from runtime_logging.demo import run_demo
+
+    settings = {"log_dir": "logs", "rotation": "builtin", **_settings_from(args)}
+    summary = run_demo(args.config, installations=_count(args.installations, "--installations"), **settings)
+    print(summary.render())
+    return 0
+
+
+_COMMANDS = {"demo": _demo, "emit": _emit, "check": _check, "pretty": _pretty}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigurationError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,433 @@
+"""Settings: one object, filled from defaults, a TOML file, the environment and
+keyword arguments, in rising priority.
+
+Every setting has one name. It is the keyword of `configure_logging()`, the
+key in the TOML file, the command-line flag (``--log-dir`` for ``log_dir``)
+and, upper-cased behind ``RUNTIME_LOGGING_``, the environment variable. The
+ecosystem's own variables (``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``,
+``SENTRY_RELEASE``) are read as they are, below the prefixed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runtime_logging.errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+ENV_PREFIX = "RUNTIME_LOGGING_"
+
+#: Conventional variables of the ecosystem, read as they are.
+CONVENTIONAL_ENV = {
+    "SENTRY_DSN": "sentry_dsn",
+    "SENTRY_ENVIRONMENT": "environment",
+    "SENTRY_RELEASE": "release",
+}
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+#: Labels a Loki stream may carry: each has a small, bounded set of values.
+LOKI_LABELS = frozenset({"service", "environment", "level", "logger", "host"})
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
+_NUMBER_WITH_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def _fail(setting: str, value: object, expected: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"`{setting}` is {value!r}; expected {expected}. Set `{setting}` "
+        f"(or {ENV_PREFIX}{setting.upper()}) to a valid value."
+    )
+
+
+def parse_size(setting: str, value: object) -> int:
+    """Read a byte count: an int, or a string such as ``"64KB"`` or ``"1MiB"``.
+
+    KB, MB and GB are powers of 1000; KiB, MiB and GiB powers of 1024.
+    """
+    if isinstance(value, bool):
+        raise _fail(setting, value, "a size such as 1048576, '64KB' or '1MiB'")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _NUMBER_WITH_UNIT.fullmatch(value)
+        if match and match.group(2).lower() in _SIZE_UNITS:
+            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    raise _fail(setting, value, "a size such as 1048576, '64KB' or '1MiB'")
+
+
+def parse_duration(setting: str, value: object) -> float:
+    """Read seconds: a number, or a string such as ``"500ms"``, ``"5s"``, ``"1h"``."""
+    expected = "a duration such as 5, '500ms', '5s' or '1h'"
+    if isinstance(value, bool):
+        raise _fail(setting, value, expected)
+    if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        match = _NUMBER_WITH_UNIT.fullmatch(value)
+        if match and match.group(2).lower() in _DURATION_UNITS:
+            unit = _DURATION_UNITS[match.group(2).lower()]
+            return float(match.group(1)) * unit
+    raise _fail(setting, value, expected)
+
+
+def _parse_text(setting: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _fail(setting, value, "a string")
+    return value
+
+
+def _parse_name(setting: str, value: object) -> str:
+    text = _parse_text(setting, value)
+    if not _NAME.fullmatch(text):
+        raise _fail(setting, value, "a name of letters, digits, '_', '.' or '-'")
+    return text
+
+
+def _parse_bool(setting: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise _fail(setting, value, "true or false")
+
+
+def _parse_int(setting: str, value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise _fail(setting, value, "a whole number of 0 or more")
+
+
+def _parse_rate(setting: str, value: object) -> float:
+    try:
+        rate = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        rate = math.nan
+    if isinstance(value, bool) or not 0.0 <= rate <= 1.0:
+        raise _fail(setting, value, "a number from 0.0 to 1.0")
+    return rate
+
+
+def _parse_level(setting: str, value: object) -> str:
+    if isinstance(value, str) and value.lower() in LEVELS:
+        return value.lower()
+    raise _fail(setting, value, "one of " + ", ".join(LEVELS))
+
+
+def _choice(*choices: str) -> Callable[[str, object], str]:
+    def parse(setting: str, value: object) -> str:
+        if isinstance(value, str) and value.lower() in choices:
+            return value.lower()
+        raise _fail(setting, value, "one of " + ", ".join(choices))
+
+    return parse
+
+
+def _parse_optional_path(setting: str, value: object) -> Path | None:
+    if value is None or value == "" or value == "off":
+        return None
+    if isinstance(value, (str, Path)):
+        return Path(value)
+    raise _fail(setting, value, "a directory path, or 'off'")
+
+
+def _split(value: object) -> list[str] | None:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _parse_names(setting: str, value: object) -> tuple[str, ...]:
+    names = _split(value)
+    if names is None:
+        raise _fail(setting, value, "a list of names, or a comma-separated string")
+    return tuple(names)
+
+
+def _parse_mapping(setting: str, value: object) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        parts = _split(value)
+        if parts is None or not all("=" in part for part in parts):
+            raise _fail(setting, value, "a table, or 'key=value,key=value'")
+        items = [tuple(part.split("=", 1)) for part in parts]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in items):
+        raise _fail(setting, value, "string keys and string values")
+    return {k.strip(): v.strip() for k, v in items}
+
+
+def _parse_logger_levels(setting: str, value: object) -> dict[str, str]:
+    levels = _parse_mapping(setting, value)
+    for name, level in levels.items():
+        if level.lower() not in LEVELS:
+            raise _fail(f"{setting}.{name}", level, "one of " + ", ".join(LEVELS))
+    return {name: level.lower() for name, level in levels.items()}
+
+
+def _parse_loki_labels(setting: str, value: object) -> tuple[str, ...]:
+    labels = _parse_names(setting, value)
+    for label in labels:
+        if label not in LOKI_LABELS:
+            raise ConfigurationError(
+                f"`{setting}` asks for the label {label!r}, whose values are not "
+                "a small bounded set; a Loki label with many values makes one "
+                "stream per value. Keep it in the line and choose labels from "
+                + ", ".join(sorted(LOKI_LABELS))
+                + "."
+            )
+    return labels
+
+
+def _parse_address(setting: str, value: object) -> str:
+    text = _parse_text(setting, value)
+    if text in {"", "off"}:
+        return ""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise _fail(setting, value, "'HOST:PORT' such as '127.0.0.1:8080', or 'off'")
+    return text
+
+
+def _parse_url(setting: str, value: object) -> str:
+    text = _parse_text(setting, value)
+    if text and not re.match(r"https?://[^/\s]+", text):
+        raise _fail(setting, value, "an http:// or https:// URL, or ''")
+    return text
+
+
+def _setting(
+    default: Any,
+    parse: Callable[[str, object], Any],
+    doc: str,
+    *,
+    secret: bool = False,
+) -> Any:
+    metadata = {"parse": parse, "help": doc, "secret": secret}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective configuration; build it with `load_settings()`."""
+
+    service: str = _setting("vscode_runtime", _parse_name, "service name on every line")
+    environment: str = _setting("production", _parse_name, "deployment environment")
+    release: str = _setting("vscode-runtime@1.0.0", _parse_text, "release on every line")
+    level: str = _setting("info", _parse_level, "lowest level that is logged")
+    logger_levels: dict[str, str] = _setting(
+        {}, _parse_logger_levels, "per-logger levels, e.g. 'urllib3=warning'"
+    )
+    console: str = _setting(
+        "pretty", _choice("pretty", "json", "off"), "console output"
+    )
+    color: str = _setting(
+        "auto", _choice("auto", "always", "never"), "console colours (NO_COLOR wins)"
+    )
+    log_dir: Path | None = _setting(
+        Path("/var/log/vscode_runtime"), _parse_optional_path, "log directory or 'off'"
+    )
+    log_file: str = _setting("app.log", _parse_name, "file name inside log_dir")
+    rotation: str = _setting(
+        "external", _choice("builtin", "external"), "who rotates the file"
+    )
+    max_bytes: int = _setting(
+        100 * 1000**2, parse_size, "built-in rotation size (0: none)"
+    )
+    rotate_interval: str = _setting(
+        "none", _choice("none", "hourly", "daily"), "built-in rotation by time"
+    )
+    backup_count: int = _setting(7, _parse_int, "rotated files kept")
+    compress: bool = _setting(True, _parse_bool, "gzip rotated files")
+    reopen_interval: float = _setting(
+        1.0, parse_duration, "how often the file's inode is checked"
+    )
+    sentry_dsn: str = _setting("", _parse_text, "Sentry DSN ('' is off)", secret=True)
+    traces_sample_rate: float = _setting(0.1, _parse_rate, "Sentry traces rate")
+    profiles_sample_rate: float = _setting(0.1, _parse_rate, "Sentry profiles rate")
+    sentry_tags: dict[str, str] = _setting({}, _parse_mapping, "extra Sentry tags")
+    loki_url: str = _setting("", _parse_url, "Loki base URL ('' is off)")
+    loki_labels: tuple[str, ...] = _setting(
+        ("service", "environment", "level"), _parse_loki_labels, "Loki stream labels"
+    )
+    loki_tenant: str = _setting("", _parse_text, "X-Scope-OrgID for Loki")
+    loki_username: str = _setting("", _parse_text, "Loki basic-auth user")
+    loki_password: str = _setting(
+        "", _parse_text, "Loki basic-auth password", secret=True
+    )
+    loki_token: str = _setting("", _parse_text, "Loki bearer token", secret=True)
+    loki_batch_bytes: int = _setting(1000**2, parse_size, "Loki push size")
+    loki_batch_interval: float = _setting(1.0, parse_duration, "Loki push interval")
+    loki_max_buffer_bytes: int = _setting(
+        16 * 1000**2, parse_size, "Loki buffer cap in bytes"
+    )
+    loki_max_buffer_entries: int = _setting(
+        100_000, _parse_int, "Loki buffer cap in entries"
+    )
+    loki_max_line_bytes: int = _setting(
+        256 * 1024, parse_size, "longest Loki line before truncation"
+    )
+    loki_connect_timeout: float = _setting(2.0, parse_duration, "Loki connect timeout")
+    loki_read_timeout: float = _setting(5.0, parse_duration, "Loki read timeout")
+    metrics_address: str = _setting("", _parse_address, "/metrics and /health address")
+    metrics_prefix: str = _setting(
+        "", _parse_text, "metric name prefix ('' derives it from service)"
+    )
+    queue_size: int = _setting(10_000, _parse_int, "events queued per network sink")
+    shutdown_timeout: float = _setting(5.0, parse_duration, "longest drain at exit")
+    include_locals: bool = _setting(False, _parse_bool, "local variables in frames")
+    redact_keys: tuple[str, ...] = _setting((), _parse_names, "more secret key names")
+    redact_keys_allow: tuple[str, ...] = _setting(
+        (), _parse_names, "default secret key names to let through"
+    )
+    capture_stdlib: bool = _setting(True, _parse_bool, "route stdlib logging")
+    handle_signals: bool = _setting(
+        True, _parse_bool, "SIGHUP reopens, SIGTERM drains"
+    )
+
+    @property
+    def prefix(self) -> str:
+        """The metric name prefix, ``vscode_runtime_`` for the reference service."""
+        prefix = self.metrics_prefix or re.sub(r"[^a-zA-Z0-9_]", "_", self.service)
+        return prefix if prefix.endswith("_") else prefix + "_"
+
+    @property
+    def log_path(self) -> Path | None:
+        """The log file, or None when files are off."""
+        return None if self.log_dir is None else self.log_dir / self.log_file
+
+    def masked(self) -> dict[str, object]:
+        """The settings as plain values, with every secret masked."""
+        shown: dict[str, object] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.metadata["secret"] and value:
+                value = "********"
+            elif field.name == "sentry_dsn" or isinstance(value, Path):
+                value = str(value)
+            shown[field.name] = list(value) if isinstance(value, tuple) else value
+        shown["sentry_dsn"] = _mask_dsn(self.sentry_dsn)
+        return shown
+
+
+def _mask_dsn(dsn: str) -> str:
+    return re.sub(r"//[^@/]+@", "//********@", dsn)
+
+
+SETTING_NAMES = tuple(field.name for field in dataclasses.fields(Settings))
+
+
+def setting_help(name: str) -> str:
+    """The one-line description of setting *name*."""
+    return str(_FIELDS[name].metadata["help"])
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
+
+
+def _unknown(name: str, source: str) -> ConfigurationError:
+    close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    return ConfigurationError(f"{source} names an unknown setting `{name}`.{hint}")
+
+
+def _from_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            table = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigurationError(
+            f"`config_file` is {str(path)!r}, which can't be read "
+            f"({error.strerror}); point it at a readable TOML file."
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(
+            f"`config_file` {str(path)!r} is not valid TOML ({error}); fix the file."
+        ) from None
+    table = table.get("runtime_logging", table)
+    for name in table:
+        if name not in _FIELDS:
+            raise _unknown(name, f"The config file {str(path)!r}")
+    return dict(table)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {
+        name: env[var] for var, name in CONVENTIONAL_ENV.items() if var in env
+    }
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        if name not in _FIELDS:
+            raise _unknown(name, f"The environment variable {var}")
+        values[name] = value
+    return values
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> Settings:
+    """Build the settings from defaults, *config_file*, *env* and *overrides*.
+
+    Args:
+        config_file: a TOML file; when None, ``RUNTIME_LOGGING_CONFIG`` names it.
+        env: the environment to read, `os.environ` when None.
+        overrides: settings by name; they win over everything else.
+
+    Raises:
+        ConfigurationError: a name is unknown or a value is unusable.
+    """
+    env = os.environ if env is None else env
+    config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    raw: dict[str, object] = {}
+    if config_file is not None:
+        raw.update(_from_file(Path(config_file)))
+    raw.update(_from_env(env))
+    for name in overrides:
+        if name not in _FIELDS:
+            raise _unknown(name, "configure_logging()")
+    raw.update(overrides)
+
+    values = {
+        name: _FIELDS[name].metadata["parse"](name, value)
+        for name, value in raw.items()
+    }
+    return Settings(**values)

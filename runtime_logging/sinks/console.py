@@ -1,0 +1,146 @@
+"""The console: a readable line per record for a person, or the JSON line.
+
+Control characters are escaped, so one record is always one line and no
+attacker-supplied text can forge a line or move the cursor; traceback lines
+follow the record, indented behind ``  | `` so they can't pass for records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any, TextIO
+
+from runtime_logging._pipeline import LogEvent
+from runtime_logging.schema import STANDARD_KEYS
+from runtime_logging.sinks import Sink
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+_COLORS = {
+    "debug": "\x1b[2m",
+    "info": "\x1b[32m",
+    "warning": "\x1b[33m",
+    "error": "\x1b[31m",
+    "critical": "\x1b[1;31m",
+}
+_RESET = "\x1b[0m"
+_SKIPPED = frozenset(STANDARD_KEYS) | {"exception", "stack"}
+
+
+def escape(text: str) -> str:
+    """*text* with every control character written as an escape."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), text)
+
+
+def _value(value: Any) -> str:
+    text = escape(value if isinstance(value, str) else repr(value))
+    if isinstance(value, str) and (not text or _NEEDS_QUOTES.search(text)):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def exception_lines(data: dict[str, Any]) -> list[str]:
+    """Traceback-like text for a structured ``exception`` object."""
+    lines: list[str] = []
+    for key, heading in (("cause", "The above exception was the direct cause of:"),
+                         ("context", "During handling of the above, another exception:")):
+        linked = data.get(key)
+        if isinstance(linked, dict):
+            lines += [*exception_lines(linked), heading]
+    lines.append("Traceback (most recent call last):")
+    for frame in data.get("frames", ()):
+        lines.append(
+            f'  File "{frame.get("file")}", line {frame.get("line")}, '
+            f"in {frame.get('function')}"
+        )
+        if frame.get("code"):
+            lines.append(f"    {frame['code']}")
+    lines.append(f"{data.get('type')}: {data.get('message')}")
+    for member in data.get("exceptions", ()):
+        lines += ["  +-- member:", *("    " + line for line in exception_lines(member))]
+    return lines
+
+
+def render_pretty(fields: dict[str, Any], colors: bool = False) -> str:
+    """The readable form of one event, with its newline."""
+    level = str(fields.get("level", ""))
+    stamp = str(fields.get("timestamp", ""))[:23].replace("T", " ")
+    shown_level = f"{level.upper():<8}"
+    if colors:
+        shown_level = _COLORS.get(level, "") + shown_level + _RESET
+    parts = [
+        stamp,
+        shown_level,
+        f"[{escape(str(fields.get('logger', '')))}]",
+        escape(str(fields.get("event", ""))),
+    ]
+    parts += [
+        f"{escape(str(key))}={_value(value)}"
+        for key, value in fields.items()
+        if key not in _SKIPPED
+    ]
+    text = " ".join(parts)
+    exception = fields.get("exception")
+    if isinstance(exception, dict):
+        text += "".join(f"\n  | {escape(line)}" for line in exception_lines(exception))
+    stack = fields.get("stack")
+    if stack:
+        text += "".join(f"\n  | {escape(line)}" for line in str(stack).splitlines())
+    return text + "\n"
+
+
+def use_colors(setting: str, stream: TextIO) -> bool:
+    """Colours on a terminal unless ``NO_COLOR`` is set; or as *setting* forces."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if setting == "always":
+        return True
+    if setting == "never":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class ConsoleSink(Sink):
+    """Writes each event to a text stream, readable (``pretty``) or as JSON."""
+
+    name = "console"
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        style: str = "pretty",
+        color: str = "auto",
+        min_level: int = 0,
+    ) -> None:
+        """Write to *stream* (stderr when None) in *style*, ``pretty`` or ``json``."""
+        super().__init__(min_level)
+        self._stream = stream
+        self._json = style == "json"
+        self._color_setting = color
+
+    @property
+    def stream(self) -> TextIO:
+        """The stream written to: stderr as it is now, unless one was given."""
+        return self._stream or sys.stderr
+
+    def emit(self, event: LogEvent) -> None:
+        """Write *event* as one record."""
+        stream = self.stream
+        if self._json:
+            text = event.json_line.decode("utf-8")
+        else:
+            text = render_pretty(event.fields, use_colors(self._color_setting, stream))
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError) as error:
+            self.dropped += 1
+            self._failed("write", error)
+        else:
+            self.delivered += 1
