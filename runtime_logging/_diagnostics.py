@@ -1,5 +1,8 @@
-"""The toolkit's own voice: its failures, counted and told on stderr at a
-bounded rate, never fed back into its own sinks."""
+"""The toolkit's own voice.
+
+Its failures are counted and told on stderr at a bounded rate, and never fed
+back into its own sinks.
+"""
 
 from __future__ import annotations
 

@@ -77,7 +77,9 @@ def _key(key: object) -> str:
     return _safe_repr(key)
 
 
-def to_jsonable(value: object, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
+def to_jsonable(
+    value: object, depth: int = 0, seen: frozenset[int] = frozenset()
+) -> Any:
     """Rebuild *value* from str, int, float, bool, None, list and dict only."""
     if value is None or type(value) in (bool, int):
         return value
@@ -99,7 +101,11 @@ def to_jsonable(value: object, depth: int = 0, seen: frozenset[int] = frozenset(
         inner = seen | {id(value)}
         if isinstance(value, Mapping):
             return {_key(k): to_jsonable(v, depth + 1, inner) for k, v in value.items()}
-        items = sorted(value, key=_safe_repr) if isinstance(value, (set, frozenset)) else value
+        items = (
+            sorted(value, key=_safe_repr)
+            if isinstance(value, (set, frozenset))
+            else value
+        )
         return [to_jsonable(v, depth + 1, inner) for v in items]
     try:
         return to_jsonable(_default(value), depth + 1, seen)

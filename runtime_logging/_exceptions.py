@@ -1,5 +1,8 @@
-"""Exceptions as data: type, message, frames, the cause and context chain and
-the members of exception groups."""
+"""Exceptions as data.
+
+Type, message, frames, the cause and context chain, and the members of
+exception groups.
+"""
 
 from __future__ import annotations
 
@@ -24,10 +27,10 @@ def resolve_exc_info(value: object) -> ExcInfo | None:
     if isinstance(value, BaseException):
         return (type(value), value, value.__traceback__)
     if isinstance(value, tuple) and len(value) == 3 and value[1] is not None:
-        return value  # type: ignore[return-value]
+        return value
     if value is True or value:
         current = sys.exc_info()
-        return current if current[1] is not None else None  # type: ignore[return-value]
+        return current if current[1] is not None else None
     return None
 
 
@@ -39,7 +42,7 @@ def _frames(error: BaseException, with_locals: bool) -> list[dict[str, Any]]:
     while tb is not None:
         local_maps.append(tb.tb_frame.f_locals if with_locals else None)
         tb = tb.tb_next
-    for frame, local_map in list(zip(summary, local_maps))[-MAX_FRAMES:]:
+    for frame, local_map in list(zip(summary, local_maps, strict=True))[-MAX_FRAMES:]:
         entry: dict[str, Any] = {
             "file": frame.filename,
             "line": frame.lineno,
@@ -70,10 +73,14 @@ def _message(error: BaseException) -> str:
 def _type_name(error: BaseException) -> str:
     kind = type(error)
     module = kind.__module__
-    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    return (
+        kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    )
 
 
-def structure_exception(error: BaseException, with_locals: bool = False) -> dict[str, Any]:
+def structure_exception(
+    error: BaseException, with_locals: bool = False
+) -> dict[str, Any]:
     """The documented ``exception`` object of a JSON line for *error*."""
     budget = [MAX_EXCEPTIONS]
     return _structure(error, with_locals, budget, set())
@@ -116,7 +123,9 @@ def _is_group(error: BaseException) -> bool:
 def format_exception(error: BaseException) -> list[str]:
     """The traceback text of *error*, one line a list item, without newlines."""
     try:
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        text = "".join(
+            traceback.format_exception(type(error), error, error.__traceback__)
+        )
     except Exception:
         text = f"{_type_name(error)}: {_message(error)}"
     return text.rstrip("\n").split("\n")

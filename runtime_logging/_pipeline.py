@@ -229,7 +229,9 @@ class Pipeline:
     ) -> None:
         hooks = self._hooks if self._any_hooks else None
         if hooks and hooks["context"]:
-            fields = self._run_hooks("context", logger, level, {"event": message, **fields})
+            fields = self._run_hooks(
+                "context", logger, level, {"event": message, **fields}
+            )
             message = str(fields.pop("event", message))
 
         event = self._template.copy()

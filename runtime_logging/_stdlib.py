@@ -9,9 +9,12 @@ from typing import Any
 from runtime_logging import _pipeline
 
 #: The attributes every LogRecord has; whatever else it carries came from ``extra=``.
-RECORD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", (), None))
-) | {"message", "asctime", "taskName", "_runtime_logging_extra"}
+RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "_runtime_logging_extra",
+}
 
 _COLLIDED = "_runtime_logging_extra"
 
@@ -34,7 +37,7 @@ class PipelineHandler(logging.Handler):
         super().__init__(logging.NOTSET)
         self.pipeline = pipeline
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         """Route *record*; the pipeline is thread-safe, so no handler lock."""
         if _pipeline.internal_thread.active or record.name.startswith(
             "runtime_logging"
@@ -53,7 +56,7 @@ class PipelineHandler(logging.Handler):
 _original_make_record = logging.Logger.makeRecord
 
 
-def _make_record(  # noqa: PLR0913 - the stdlib's own signature
+def _make_record(
     self: logging.Logger,
     name: str,
     level: int,
@@ -66,8 +69,11 @@ def _make_record(  # noqa: PLR0913 - the stdlib's own signature
     extra: Mapping[str, object] | None = None,
     sinfo: str | None = None,
 ) -> logging.LogRecord:
-    """Like the stdlib's, but an ``extra`` key that collides with a record
-    attribute is kept aside instead of raising ``KeyError`` into the caller."""
+    """Make a record as the stdlib does, but never raise for ``extra``.
+
+    An ``extra`` key that collides with a record attribute is kept aside
+    instead of raising ``KeyError`` into the caller.
+    """
     record = _original_make_record(
         self, name, level, fn, lno, msg, args, exc_info, func, None, sinfo
     )

@@ -24,6 +24,7 @@ from runtime_logging.config import (
     SETTING_NAMES,
     load_settings,
     parse_duration,
+    parse_size,
     setting_help,
 )
 from runtime_logging.errors import ConfigurationError
@@ -46,12 +47,17 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name) is not None}
+    return {
+        name: getattr(args, name)
+        for name in SETTING_NAMES
+        if getattr(args, name) is not None
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Structured logging: demo, load, checks and reading logs."
+        prog=PROG,
+        description="Structured logging: demo, load, checks and reading logs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -59,40 +65,66 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--installations", type=int, default=12, metavar="N")
     _add_settings(demo)
 
-    emit = commands.add_parser("emit", help="send N numbered events through the pipeline")
+    emit = commands.add_parser(
+        "emit", help="send N numbered events through the pipeline"
+    )
     emit.add_argument("--count", type=int, required=True, metavar="N")
-    emit.add_argument("--rate", type=float, default=0.0, metavar="R", help="events a second (0: as fast as possible)")
-    emit.add_argument("--size", default="0", metavar="BYTES", help="pad each line to about this size")
-    emit.add_argument("--event-level", dest="event_level", default="info", metavar="L", help="level of the events")
-    emit.add_argument("--processes", type=int, default=1, metavar="P", help="forked writers")
+    emit.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="events a second (0: as fast as possible)",
+    )
+    emit.add_argument(
+        "--size", default="0", metavar="BYTES", help="pad each line to about this size"
+    )
+    emit.add_argument(
+        "--event-level",
+        dest="event_level",
+        default="info",
+        metavar="L",
+        help="level of the events",
+    )
+    emit.add_argument(
+        "--processes", type=int, default=1, metavar="P", help="forked writers"
+    )
     _add_settings(emit)
 
-    check = commands.add_parser("check", help="validate settings and print them, secrets masked")
+    check = commands.add_parser(
+        "check", help="validate settings and print them, secrets masked"
+    )
     _add_settings(check)
 
     pretty = commands.add_parser("pretty", help="render JSON log lines for a person")
-    pretty.add_argument("files", nargs="*", metavar="FILE", help="plain or .gz files; stdin when none")
+    pretty.add_argument(
+        "files", nargs="*", metavar="FILE", help="plain or .gz files; stdin when none"
+    )
     pretty.add_argument("--min-level", dest="min_level", default="debug", metavar="L")
-    pretty.add_argument("--since", default=None, metavar="WHEN", help="an RFC 3339 instant or a duration back from now ('10m')")
+    pretty.add_argument(
+        "--since",
+        default=None,
+        metavar="WHEN",
+        help="an RFC 3339 instant or a duration back from now ('10m')",
+    )
     pretty.add_argument("--color", default="never", choices=("always", "never"))
     return parser
 
 
-def _count(value: str, flag: str) -> int:
-    if value < 0:  # type: ignore[operator]
+def _count(value: int, flag: str) -> int:
+    if value < 0:
         raise ConfigurationError(f"`{flag}` is {value!r}; expected 0 or more.")
     return int(value)
 
 
 def _emit(args: argparse.Namespace) -> int:
-    from runtime_logging.config import parse_size
-
     count = _count(args.count, "--count")
     processes = _count(args.processes, "--processes") or 1
     size = parse_size("--size", args.size)
     if args.event_level not in LEVELS:
         raise ConfigurationError(
-            f"`--event-level` is {args.event_level!r}; expected one of {', '.join(LEVELS)}."
+            f"`--event-level` is {args.event_level!r}; "
+            f"expected one of {', '.join(LEVELS)}."
         )
     if args.rate < 0:
         raise ConfigurationError(f"`--rate` is {args.rate!r}; expected 0 or more.")
@@ -141,8 +173,12 @@ def read_lines(paths: Sequence[str], stdin: TextIO) -> Iterator[str]:
         yield from stdin
         return
     for path in paths:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", errors="backslashreplace") as handle:  # type: ignore[operator]
+        handle: TextIO
+        if path.endswith(".gz"):
+            handle = gzip.open(path, "rt", encoding="utf-8", errors="backslashreplace")
+        else:
+            handle = open(path, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        with handle:
             yield from handle
 
 
@@ -163,7 +199,9 @@ def parse_since(value: str | None, now: float | None = None) -> str:
         if instant.tzinfo is None:
             instant = instant.replace(tzinfo=dt.timezone.utc)
     else:
-        instant = dt.datetime.fromtimestamp((now or time.time()) - seconds, dt.timezone.utc)
+        instant = dt.datetime.fromtimestamp(
+            (now or time.time()) - seconds, dt.timezone.utc
+        )
     return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -198,7 +236,11 @@ def _demo(args: argparse.Namespace) -> int:
     from runtime_logging.demo import run_demo
 
     settings = {"log_dir": "logs", "rotation": "builtin", **_settings_from(args)}
-    summary = run_demo(args.config, installations=_count(args.installations, "--installations"), **settings)
+    summary = run_demo(
+        args.config,
+        installations=_count(args.installations, "--installations"),
+        **settings,
+    )
     print(summary.render())
     return 0
 

@@ -1,5 +1,7 @@
-"""Settings: one object, filled from defaults, a TOML file, the environment and
-keyword arguments, in rising priority.
+"""Settings, one object filled from four sources.
+
+The sources, in rising priority: defaults, a TOML file, the environment and
+keyword arguments.
 
 Every setting has one name. It is the keyword of `configure_logging()`, the
 key in the TOML file, the command-line flag (``--log-dir`` for ``log_dir``)
@@ -155,7 +157,7 @@ def _choice(*choices: str) -> Callable[[str, object], str]:
 
 
 def _parse_optional_path(setting: str, value: object) -> Path | None:
-    if value is None or value == "" or value == "off":
+    if value is None or value in {"", "off"}:
         return None
     if isinstance(value, (str, Path)):
         return Path(value)
@@ -178,16 +180,17 @@ def _parse_names(setting: str, value: object) -> tuple[str, ...]:
 
 
 def _parse_mapping(setting: str, value: object) -> dict[str, str]:
+    items: list[tuple[object, object]]
     if isinstance(value, Mapping):
         items = list(value.items())
     else:
         parts = _split(value)
         if parts is None or not all("=" in part for part in parts):
             raise _fail(setting, value, "a table, or 'key=value,key=value'")
-        items = [tuple(part.split("=", 1)) for part in parts]
+        items = [(k, v) for k, _, v in (part.partition("=") for part in parts)]
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in items):
         raise _fail(setting, value, "string keys and string values")
-    return {k.strip(): v.strip() for k, v in items}
+    return {str(k).strip(): str(v).strip() for k, v in items}
 
 
 def _parse_logger_levels(setting: str, value: object) -> dict[str, str]:
@@ -248,7 +251,9 @@ class Settings:
 
     service: str = _setting("vscode_runtime", _parse_name, "service name on every line")
     environment: str = _setting("production", _parse_name, "deployment environment")
-    release: str = _setting("vscode-runtime@1.0.0", _parse_text, "release on every line")
+    release: str = _setting(
+        "vscode-runtime@1.0.0", _parse_text, "release on every line"
+    )
     level: str = _setting("info", _parse_level, "lowest level that is logged")
     logger_levels: dict[str, str] = _setting(
         {}, _parse_logger_levels, "per-logger levels, e.g. 'urllib3=warning'"
@@ -316,9 +321,7 @@ class Settings:
         (), _parse_names, "default secret key names to let through"
     )
     capture_stdlib: bool = _setting(True, _parse_bool, "route stdlib logging")
-    handle_signals: bool = _setting(
-        True, _parse_bool, "SIGHUP reopens, SIGTERM drains"
-    )
+    handle_signals: bool = _setting(True, _parse_bool, "SIGHUP reopens, SIGTERM drains")
 
     @property
     def prefix(self) -> str:

@@ -75,8 +75,6 @@ class ContextExecutor(ThreadPoolExecutor):
     task's ``request_id``.
     """
 
-    def submit(  # type: ignore[override]
-        self, fn: Callable[..., R], /, *args: Any, **kwargs: Any
-    ) -> Future[R]:
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
         """Schedule *fn* in a copy of the current context."""
         return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)

@@ -1,5 +1,7 @@
-"""The JSON line: its version, its standard keys in order, and the prefix that
-keeps a field whose name collides with one of them.
+"""The JSON line's schema.
+
+Its version, its standard keys in order, and the prefix that keeps a field
+whose name collides with one of them.
 
 SCHEMA.md in the repository documents the same; a test holds them together.
 """

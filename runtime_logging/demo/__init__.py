@@ -1,0 +1,1 @@
+"""The reference workload: an installer that downloads and installs modules."""

@@ -47,8 +47,10 @@ def _value(value: Any) -> str:
 def exception_lines(data: dict[str, Any]) -> list[str]:
     """Traceback-like text for a structured ``exception`` object."""
     lines: list[str] = []
-    for key, heading in (("cause", "The above exception was the direct cause of:"),
-                         ("context", "During handling of the above, another exception:")):
+    for key, heading in (
+        ("cause", "The above exception was the direct cause of:"),
+        ("context", "During handling of the above, another exception:"),
+    ):
         linked = data.get(key)
         if isinstance(linked, dict):
             lines += [*exception_lines(linked), heading]

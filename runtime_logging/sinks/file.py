@@ -146,7 +146,9 @@ class FileSink(Sink):
             with contextlib.suppress(OSError):
                 os.close(old)
         if self.interval:
-            self._period_end = self._period_after(info.st_mtime if info.st_size else self._clock())
+            self._period_end = self._period_after(
+                info.st_mtime if info.st_size else self._clock()
+            )
 
     def _period_after(self, when: float) -> float:
         return (int(when) // self.interval + 1) * self.interval
@@ -222,7 +224,10 @@ class FileSink(Sink):
 
     def _start_maintenance(self, backup: Path) -> None:
         thread = threading.Thread(
-            target=self._maintain, args=(backup,), name="runtime_logging-file", daemon=True
+            target=self._maintain,
+            args=(backup,),
+            name="runtime_logging-file",
+            daemon=True,
         )
         self._maintenance = [t for t in self._maintenance if t.is_alive()]
         self._maintenance.append(thread)
@@ -249,7 +254,9 @@ class FileSink(Sink):
         """Wait for compression of rotated files (writes are never buffered)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in list(self._maintenance):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = (
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
             thread.join(remaining)
 
     def close(self, timeout: float | None = None) -> None:
