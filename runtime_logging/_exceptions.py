@@ -117,6 +117,9 @@ def _structure(
 def _is_group(error: BaseException) -> bool:
     # BaseExceptionGroup is built in from 3.11; on 3.10 only the backport has it.
     group = getattr(builtins, "BaseExceptionGroup", None)
+    if group is None:
+        backport = sys.modules.get("exceptiongroup")
+        group = getattr(backport, "BaseExceptionGroup", None)
     return group is not None and isinstance(error, group)
 
 

@@ -175,7 +175,7 @@ def read_lines(paths: Sequence[str], stdin: TextIO) -> Iterator[str]:
     for path in paths:
         handle: TextIO
         if path.endswith(".gz"):
-            handle = gzip.open(path, "rt", encoding="utf-8", errors="backslashreplace")
+            handle = gzip.open(path, "rt", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
         else:
             handle = open(path, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
         with handle:

@@ -1,0 +1,176 @@
+"""Settings: sources, priorities, parsing and the errors users see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime_logging import ConfigurationError, load_settings
+from runtime_logging.config import parse_duration, parse_size
+
+
+class TestDefaults:
+    def test_reference_service_values(self):
+        """The defaults are the reference installer's names."""
+        settings = load_settings(env={})
+
+        assert settings.service == "vscode_runtime"
+        assert settings.release == "vscode-runtime@1.0.0"
+        assert settings.log_path == Path("/var/log/vscode_runtime/app.log")
+        assert settings.prefix == "vscode_runtime_"
+        assert settings.traces_sample_rate == 0.1
+        assert settings.profiles_sample_rate == 0.1
+
+    def test_prefix_follows_service(self):
+        """The metric prefix is derived from the service name."""
+        assert load_settings(env={}, service="my-svc").prefix == "my_svc_"
+
+
+class TestSources:
+    def test_rising_priority(self, tmp_path):
+        """Keywords beat the environment, which beats the file, which beats defaults."""
+        config = tmp_path / "logging.toml"
+        config.write_text('level = "debug"\nservice = "from_file"\nenvironment = "f"\n')
+        env = {"RUNTIME_LOGGING_LEVEL": "warning", "RUNTIME_LOGGING_SERVICE": "env"}
+
+        settings = load_settings(config, env=env, level="error")
+
+        assert (settings.level, settings.service, settings.environment) == (
+            "error",
+            "env",
+            "f",
+        )
+
+    def test_config_file_from_environment(self, tmp_path):
+        """RUNTIME_LOGGING_CONFIG names the file when none is passed."""
+        config = tmp_path / "c.toml"
+        config.write_text('[runtime_logging]\nrelease = "x@2"\n')
+
+        settings = load_settings(env={"RUNTIME_LOGGING_CONFIG": str(config)})
+
+        assert settings.release == "x@2"
+
+    def test_conventional_sentry_variables(self):
+        """SENTRY_DSN, SENTRY_ENVIRONMENT and SENTRY_RELEASE are honoured as is."""
+        env = {
+            "SENTRY_DSN": "https://k@127.0.0.1:9/1",
+            "SENTRY_ENVIRONMENT": "staging",
+            "SENTRY_RELEASE": "r@3",
+        }
+
+        settings = load_settings(env=env)
+
+        assert (settings.sentry_dsn, settings.environment, settings.release) == (
+            "https://k@127.0.0.1:9/1",
+            "staging",
+            "r@3",
+        )
+
+    def test_prefixed_variable_beats_conventional(self):
+        """The toolkit's own variable wins over the ecosystem's."""
+        env = {"SENTRY_ENVIRONMENT": "a", "RUNTIME_LOGGING_ENVIRONMENT": "b"}
+
+        assert load_settings(env=env).environment == "b"
+
+
+class TestParsing:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [("1MB", 1_000_000), ("64KB", 64_000), ("1MiB", 1_048_576), ("10", 10), (5, 5)],
+    )
+    def test_sizes(self, text, expected):
+        """Sizes accept units: KB/MB/GB are decimal, KiB/MiB/GiB binary."""
+        assert parse_size("max_bytes", text) == expected
+
+    @pytest.mark.parametrize(
+        ("text", "expected"), [("500ms", 0.5), ("5s", 5.0), ("2m", 120.0), (3, 3.0)]
+    )
+    def test_durations(self, text, expected):
+        """Durations accept ms, s, m and h."""
+        assert parse_duration("shutdown_timeout", text) == expected
+
+    def test_lists_and_tables_from_strings(self):
+        """Lists and tables can be written as comma-separated strings."""
+        env = {
+            "RUNTIME_LOGGING_LOGGER_LEVELS": "urllib3=warning, asyncio=ERROR",
+            "RUNTIME_LOGGING_SENTRY_TAGS": "team=runtime",
+        }
+
+        settings = load_settings(env=env)
+
+        assert settings.logger_levels == {"urllib3": "warning", "asyncio": "error"}
+        assert settings.sentry_tags == {"team": "runtime"}
+
+    def test_off_disables_the_file(self):
+        """`log_dir = "off"` means no file."""
+        assert load_settings(env={}, log_dir="off").log_path is None
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("name", "value", "expected"),
+        [
+            ("level", "loud", "one of debug"),
+            ("max_bytes", "12 parsecs", "a size"),
+            ("console", "fancy", "one of pretty, json, off"),
+            ("traces_sample_rate", 1.5, "from 0.0 to 1.0"),
+            ("shutdown_timeout", "soon", "a duration"),
+            ("metrics_address", "8080", "'HOST:PORT'"),
+            ("loki_url", "loki:3100", "http://"),
+            ("backup_count", -1, "a whole number"),
+            ("compress", "maybe", "true or false"),
+            ("logger_levels", "urllib3=loud", "one of debug"),
+        ],
+    )
+    def test_bad_value_names_setting_value_and_fix(self, name, value, expected):
+        """A bad value fails with the setting's name, the value and what to use."""
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(env={}, **{name: value})
+
+        message = str(caught.value)
+        assert f"`{name}" in message
+        assert repr(value).strip("'").rpartition("=")[2] in message
+        assert expected in message
+
+    def test_unknown_keyword_suggests_the_closest(self):
+        """A misspelt setting is refused with a suggestion."""
+        with pytest.raises(ConfigurationError, match="Did you mean `log_dir`"):
+            load_settings(env={}, log_dri="x")
+
+    def test_unknown_environment_variable(self):
+        """A prefixed variable that names no setting is refused."""
+        with pytest.raises(ConfigurationError, match="RUNTIME_LOGGING_LEVLE"):
+            load_settings(env={"RUNTIME_LOGGING_LEVLE": "info"})
+
+    def test_unreadable_and_invalid_files(self, tmp_path):
+        """A config file that can't be read or parsed is named in the error."""
+        broken = tmp_path / "broken.toml"
+        broken.write_text("level = \n")
+
+        with pytest.raises(ConfigurationError, match="can't be read"):
+            load_settings(tmp_path / "missing.toml", env={})
+        with pytest.raises(ConfigurationError, match="not valid TOML"):
+            load_settings(broken, env={})
+
+    def test_unbounded_loki_label_refused(self):
+        """A Loki label with unbounded values fails at configuration time."""
+        with pytest.raises(ConfigurationError, match="request_id"):
+            load_settings(env={}, loki_labels="service,request_id")
+
+
+class TestMasking:
+    def test_secrets_are_masked(self):
+        """Printing the settings never shows a secret."""
+        settings = load_settings(
+            env={},
+            sentry_dsn="https://publickey@127.0.0.1:9000/1",
+            loki_password="hunter2",
+            loki_token="tok-123",
+        )
+
+        shown = repr(settings.masked())
+
+        for secret in ("publickey", "hunter2", "tok-123"):
+            assert secret not in shown
+        assert settings.masked()["sentry_dsn"] == "https://********@127.0.0.1:9000/1"

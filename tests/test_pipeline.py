@@ -1,0 +1,326 @@
+"""The one chain: both APIs, context, hook points, and never raising (C7)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+import structlog
+
+from runtime_logging import (
+    ContextExecutor,
+    bind_context,
+    bound_context,
+    clear_context,
+    configure_logging,
+    get_context,
+    unbind_context,
+    with_context,
+)
+from runtime_logging.schema import STANDARD_KEYS
+
+
+class TestBothApis:
+    def test_same_schema_for_structlog_and_stdlib(self, log_file):
+        """A stdlib record and a structlog call give lines with the same key order."""
+        log_file.service.get_logger("app").info("hello", user="u1")
+        logging.getLogger("urllib3.connectionpool").info("hello", extra={"user": "u1"})
+
+        ours, theirs = log_file.lines()
+        assert list(ours) == list(theirs) == [*STANDARD_KEYS, "user"]
+        assert (theirs["logger"], theirs["user"]) == ("urllib3.connectionpool", "u1")
+
+    def test_module_level_structlog_logger(self, log_file):
+        """structlog.get_logger() made early logs through the pipeline."""
+        log = structlog.get_logger("early")
+        log_file.service.get_logger("x")
+
+        log.bind(a=1).warning("from structlog")
+
+        [line] = log_file.lines()
+        assert (line["logger"], line["level"], line["a"]) == ("early", "warning", 1)
+
+    def test_dart_style_and_keyword_calls_agree(self, log_file):
+        """info(message, {fields}) and info(message, **fields) give the same fields."""
+        logger = log_file.service.get_logger("installer")
+        fields = {"installationId": "i-1", "moduleCount": 3, "trigger": "user"}
+
+        logger.info("Installation started", fields)
+        logger.info("Installation started", **fields)
+
+        first, second = log_file.lines()
+        for key, value in fields.items():
+            assert first[key] == second[key] == value
+
+    def test_percent_arguments(self, log_file):
+        """Positional arguments format the message as stdlib does."""
+        log = log_file.service.get_logger("x")
+
+        log.info("%s of %d", "three", 3)
+        log.info("%d broken", "not a number")
+
+        fine, broken = log_file.lines()
+        assert fine["event"] == "three of 3"
+        assert broken["event"] == "%d broken 'not a number'"
+
+
+class TestLevels:
+    def test_level_filters_both_apis(self, make_log_file):
+        """Below the configured level nothing is written, from either API."""
+        log_file = make_log_file(level="warning")
+        log = log_file.service.get_logger("x")
+
+        log.debug("no")
+        log.info("no")
+        logging.getLogger("lib").info("no")
+        log.warning("yes")
+        logging.getLogger("lib").error("yes")
+
+        assert [line["event"] for line in log_file.lines()] == ["yes", "yes"]
+
+    def test_logger_levels(self, make_log_file):
+        """Per-logger levels quieten one library without hiding the others."""
+        log_file = make_log_file(logger_levels={"noisy": "error"})
+
+        logging.getLogger("noisy.sub").warning("hidden")
+        logging.getLogger("quiet").warning("shown")
+        log_file.service.get_logger("noisy").warning("hidden")
+
+        assert [line["logger"] for line in log_file.lines()] == ["quiet"]
+
+    def test_is_enabled_for(self, make_log_file):
+        """A logger tells whether a level would be written."""
+        log = make_log_file(level="info").service.get_logger("x")
+
+        assert (log.is_enabled_for(10), log.is_enabled_for(20)) == (False, True)
+
+
+class TestContext:
+    def test_bind_unbind_and_block(self, log_file):
+        """Bound context reaches every line until unbound; a block restores it."""
+        log = log_file.service.get_logger("ctx")
+
+        bind_context(request_id="r1", user="u")
+        with bound_context(step="download"):
+            log.info("inside")
+        unbind_context("user")
+        log.info("after")
+        clear_context()
+        log.info("cleared")
+
+        inside, after, cleared = log_file.lines()
+        assert (inside["request_id"], inside["user"], inside["step"]) == (
+            "r1",
+            "u",
+            "download",
+        )
+        assert after["request_id"] == "r1"
+        assert "user" not in after
+        assert "step" not in after
+        assert "request_id" not in cleared
+        assert get_context() == {}
+
+    def test_call_fields_win_over_context(self, log_file):
+        """A keyword of the call wins over the same key bound in context."""
+        bind_context(step="context")
+        try:
+            log_file.service.get_logger("ctx").bind(step="bound").info("x", step="call")
+        finally:
+            clear_context()
+
+        [line] = log_file.lines()
+        assert line["step"] == "call"
+
+    def test_with_context_carries_into_threads(self, log_file):
+        """A wrapped callable logs with its creator's context in another thread."""
+        log = log_file.service.get_logger("ctx")
+        with bound_context(request_id="r9"):
+            work = with_context(lambda: log.info("in thread"))
+        thread = threading.Thread(target=work)
+
+        thread.start()
+        thread.join()
+
+        [line] = log_file.lines()
+        assert line["request_id"] == "r9"
+
+    def test_c7_tasks_and_executors(self, log_file):
+        """100 tasks log directly and via run_in_executor: 0 mismatched ids in 200."""
+        log = log_file.service.get_logger("c7")
+        executor = ContextExecutor(max_workers=4)
+
+        async def task(number):
+            if number % 10 == 0:
+                log.info("direct", task=number)
+                await asyncio.get_running_loop().run_in_executor(
+                    executor, lambda: log.info("executor", task=number)
+                )
+                return
+            bind_context(request_id=f"req-{number}")
+            await asyncio.sleep(0)
+            log.info("direct", task=number)
+            await asyncio.get_running_loop().run_in_executor(
+                executor, lambda: log.info("executor", task=number)
+            )
+
+        async def main():
+            await asyncio.gather(*(task(n) for n in range(100)))
+
+        asyncio.run(main())
+        executor.shutdown()
+
+        lines = [line for line in log_file.lines() if line["logger"] == "c7"]
+        assert len(lines) == 200
+        mismatches = [
+            line
+            for line in lines
+            if line.get("request_id")
+            != (None if line["task"] % 10 == 0 else f"req-{line['task']}")
+        ]
+        assert mismatches == []
+
+
+class TestHookPoints:
+    def test_processors_run_at_their_points(self, tmp_path):
+        """User processors run at context, fields and exception, in that order."""
+        calls = []
+
+        def at(point):
+            def processor(logger, method, event):
+                calls.append((point, method, event.get("event")))
+                event[f"seen_{point}"] = True
+                return event
+
+            return processor
+
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir=str(tmp_path),
+            handle_signals=False,
+            processors={p: [at(p)] for p in ("context", "fields", "exception")},
+        )
+        try:
+            raise KeyError("k")
+        except KeyError:
+            service.get_logger("x").exception("boom")
+        service.flush()
+
+        assert [c[0] for c in calls] == ["context", "fields", "exception"]
+        assert calls[0][1:] == ("error", "boom")
+        line = (tmp_path / "app.log").read_text()
+        assert '"seen_context":true' in line
+        assert '"seen_exception":true' in line
+
+    def test_secret_added_by_processor_is_still_redacted(self, tmp_path):
+        """Processors run before redaction, so what they add is redacted too."""
+
+        def add_secret(logger, method, event):
+            event["api_key"] = "sk-live-123456"
+            return event
+
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir=str(tmp_path),
+            handle_signals=False,
+            processors={"fields": [add_secret]},
+        )
+        service.get_logger("x").info("hi")
+        service.flush()
+
+        assert b"sk-live-123456" not in (tmp_path / "app.log").read_bytes()
+
+    def test_drop_event(self, tmp_path):
+        """A processor raising structlog.DropEvent drops the event quietly."""
+
+        def drop_health(logger, method, event):
+            if event.get("event") == "health":
+                raise structlog.DropEvent
+            return event
+
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir=str(tmp_path),
+            handle_signals=False,
+            processors={"context": [drop_health]},
+        )
+        log = service.get_logger("x")
+        log.info("health")
+        log.info("kept")
+        service.flush()
+
+        assert (tmp_path / "app.log").read_text().count("\n") == 1
+
+
+class TestNeverRaises:
+    def test_failing_processor_is_counted_and_the_line_kept(self, tmp_path, capfd):
+        """A processor that raises never escapes; the line is written without it."""
+
+        def broken(logger, method, event):
+            raise RuntimeError("processor bug")
+
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir=str(tmp_path),
+            handle_signals=False,
+            processors={"fields": [broken]},
+        )
+        for _ in range(20):
+            service.get_logger("x").info("still here")
+        service.flush()
+
+        assert (tmp_path / "app.log").read_text().count("still here") == 20
+        err = capfd.readouterr().err
+        assert "processor bug" in err
+        assert err.count("runtime_logging: processor") <= 5
+
+    def test_failing_sink_does_not_stop_the_others(self, tmp_path, capfd):
+        """A sink that raises is counted; the file still gets the line."""
+
+        class Broken:
+            name = "broken"
+            min_level = 0
+
+            def emit(self, event):
+                raise OSError("disk on fire")
+
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir=str(tmp_path),
+            handle_signals=False,
+            sinks=[Broken()],
+        )
+        service.get_logger("x").info("line")
+        service.flush()
+
+        assert (tmp_path / "app.log").read_text().count("line") == 1
+        assert "disk on fire" in capfd.readouterr().err
+
+    @pytest.mark.parametrize("message", [None, 42, object()])
+    def test_odd_messages(self, log_file, message):
+        """A non-string event is written as its string."""
+        log_file.service.get_logger("x").info(message)
+
+        [line] = log_file.lines()
+        assert line["event"] == ("" if message is None else str(message))
+
+    def test_stdlib_bad_arguments(self, log_file):
+        """A stdlib record whose arguments don't fit keeps its raw message."""
+        logging.getLogger("lib").warning("%d items", "many")
+
+        [line] = log_file.lines()
+        assert line["event"] == "%d items"
+        assert "format_error" in line
+
+    def test_toolkit_logger_does_not_reenter(self, log_file):
+        """The toolkit's own logger never feeds its sinks."""
+        logging.getLogger("runtime_logging").error("internal")
+        logging.getLogger("runtime_logging.sinks").error("internal")
+
+        assert log_file.lines() == []
