@@ -276,7 +276,7 @@ class TestSinksDontChangeTheRecord:
 
     @pytest.mark.parametrize("reverse", [False, True])
     def test_three_sinks_both_orders(self, tmp_path, reverse):
-        """File, Sentry-like and queued sinks: one traceback and message, record kept."""
+        """File, Sentry-like, queued: one traceback and message, the record kept."""
         traceback_sink, queued = _TracebackSink(), _ListQueuedSink()
         extra = [traceback_sink, queued]
         service = configure_logging(
