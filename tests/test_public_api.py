@@ -90,3 +90,13 @@ class TestSchemaDocument:
         for line in [json.loads(example.group(1)), *log_file.lines()]:
             jsonschema.validate(line, schema)
             assert list(line)[: len(STANDARD_KEYS)] == list(STANDARD_KEYS)
+
+
+class TestReadme:
+    def test_every_setting_is_documented(self):
+        """The README's settings table names every setting."""
+        from runtime_logging.config import SETTING_NAMES
+
+        readme = (ROOT / "README.md").read_text()
+
+        assert [name for name in SETTING_NAMES if f"| `{name}` |" not in readme] == []
