@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from runtime_logging.testing import shutdown_logging
+# The plugin is loaded here rather than from its entry point, so that the
+# package is imported after coverage has started.
+pytest_plugins = ["runtime_logging.testing"]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_logging():
+    from runtime_logging.testing import shutdown_logging
+
     shutdown_logging()
     yield
     shutdown_logging()
