@@ -134,11 +134,12 @@ class ConsoleSink(Sink):
     def emit(self, event: LogEvent) -> None:
         """Write *event* as one record."""
         stream = self.stream
-        if self._json:
-            text = event.json_line.decode("utf-8")
-        else:
-            text = render_pretty(event.fields, use_colors(self._color_setting, stream))
         try:
+            if self._json:
+                text = event.json_line.decode("utf-8")
+            else:
+                colors = use_colors(self._color_setting, stream)
+                text = render_pretty(event.fields, colors)
             stream.write(text)
             stream.flush()
         except (OSError, ValueError) as error:

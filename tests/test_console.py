@@ -1,0 +1,121 @@
+"""The console sink: readable lines, colours only where wanted."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from runtime_logging import configure_logging
+from runtime_logging.sinks.console import ConsoleSink, render_pretty, use_colors
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class TestColours:
+    def test_terminal_gets_colours(self, monkeypatch):
+        """On a terminal, colours are on by default."""
+        monkeypatch.delenv("NO_COLOR", raising=False)
+
+        assert use_colors("auto", _Terminal()) is True
+        assert use_colors("auto", io.StringIO()) is False
+
+    def test_no_color_wins(self, monkeypatch):
+        """NO_COLOR turns colours off even when forced on."""
+        monkeypatch.setenv("NO_COLOR", "1")
+
+        assert use_colors("always", _Terminal()) is False
+
+    def test_never(self, monkeypatch):
+        """color=never keeps a terminal plain."""
+        monkeypatch.delenv("NO_COLOR", raising=False)
+
+        assert use_colors("never", _Terminal()) is False
+
+
+class TestPretty:
+    def test_fields_quoted_when_needed(self):
+        """Values with spaces, quotes or '=' are quoted; others are bare."""
+        fields = {
+            "timestamp": "2026-12-04T10:00:00.123456Z",
+            "level": "info",
+            "logger": "app",
+            "event": "done",
+            "service": "s",
+            "plain": "word",
+            "spaced": 'two "words"',
+            "number": 3,
+            "empty": "",
+        }
+
+        text = render_pretty(fields)
+
+        assert text == (
+            "2026-12-04 10:00:00.123 INFO     [app] done plain=word "
+            'spaced="two \\"words\\"" number=3 empty=""\n'
+        )
+
+    def test_exception_chain_indented(self, tmp_path):
+        """A chained exception prints both tracebacks, each line indented."""
+        stream = io.StringIO()
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir="off",
+            handle_signals=False,
+            sinks=[ConsoleSink(stream, color="never")],
+        )
+        try:
+            try:
+                raise KeyError("inner")
+            except KeyError as error:
+                raise ValueError("outer") from error
+        except ValueError:
+            service.get_logger("x").exception("failed")
+
+        lines = stream.getvalue().splitlines()
+        assert lines[0].endswith("[x] failed")
+        assert all(line.startswith("  | ") for line in lines[1:])
+        assert "  | KeyError: 'inner'" in lines
+        assert "  | ValueError: outer" in lines
+
+    @pytest.mark.parametrize("style", ["json", "pretty"])
+    def test_broken_stream_is_counted(self, style):
+        """A closed stream drops the record, counts it and turns degraded."""
+        stream = io.StringIO()
+        sink = ConsoleSink(stream, style=style)
+        service = configure_logging(
+            env={}, console="off", log_dir="off", handle_signals=False, sinks=[sink]
+        )
+        stream.close()
+
+        service.get_logger("x").info("lost")
+
+        assert (sink.dropped, sink.health().state) == (1, "degraded")
+
+
+class TestLocals:
+    def test_locals_are_redacted(self, make_log_file):
+        """With include_locals, frame variables appear, secrets redacted."""
+        log_file = make_log_file(include_locals=True)
+
+        def connect():
+            password = "hunter2"  # noqa: S105
+            header = "Bearer abcdef123456"
+            count = 3
+            raise ConnectionError(f"refused after {count} tries")
+
+        try:
+            connect()
+        except ConnectionError:
+            log_file.service.get_logger("x").exception("failed")
+
+        raw = log_file.raw()
+        [line] = log_file.lines()
+        frame = line["exception"]["frames"][-1]
+        assert frame["locals"]["count"] == "3"
+        assert b"hunter2" not in raw
+        assert b"abcdef123456" not in raw
