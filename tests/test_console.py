@@ -103,8 +103,8 @@ class TestLocals:
         log_file = make_log_file(include_locals=True)
 
         def connect():
-            password = "hunter2"  # noqa: S105
-            header = "Bearer abcdef123456"
+            password = "hunter2"  # noqa: F841 - read from the frame
+            header = "Bearer abcdef123456"  # noqa: F841
             count = 3
             raise ConnectionError(f"refused after {count} tries")
 
