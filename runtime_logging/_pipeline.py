@@ -104,15 +104,17 @@ class _Clock:
     """RFC 3339 UTC timestamps with microseconds, cached per second."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # One tuple, replaced whole, so that threads never pair one second's
+        # prefix with another second.
+        self._cached = (-1, "")
 
     def format(self, time_ns: int) -> str:
         second, rest = divmod(time_ns, 1_000_000_000)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{rest // 1000:06d}Z"
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, prefix)
+        return f"{prefix}.{rest // 1000:06d}Z"
 
 
 class Pipeline:
