@@ -77,12 +77,11 @@ def _key(key: object) -> str:
     return _safe_repr(key)
 
 
-def to_jsonable(
-    value: object, depth: int = 0, seen: frozenset[int] = frozenset()
-) -> Any:
-    """Rebuild *value* from str, int, float, bool, None, list and dict only."""
-    if value is None or type(value) in (bool, int):
-        return value
+_NOT_SCALAR = object()
+
+
+def _plain_scalar(value: object) -> Any:
+    """*value* as a plain JSON scalar, or `_NOT_SCALAR` when it is none."""
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -93,6 +92,18 @@ def to_jsonable(
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
+    return _NOT_SCALAR
+
+
+def to_jsonable(
+    value: object, depth: int = 0, seen: frozenset[int] = frozenset()
+) -> Any:
+    """Rebuild *value* from str, int, float, bool, None, list and dict only."""
+    if value is None or type(value) in (bool, int):
+        return value
+    scalar = _plain_scalar(value)
+    if scalar is not _NOT_SCALAR:
+        return scalar
     if depth >= MAX_DEPTH:
         return "<max depth>"
     if isinstance(value, (Mapping, list, tuple, set, frozenset)):

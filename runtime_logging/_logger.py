@@ -1,5 +1,6 @@
-"""The structlog front end: a bound logger whose calls go straight into the
-active pipeline.
+"""The structlog front end.
+
+A bound logger whose calls go straight into the active pipeline.
 
 The logger holds its name and its bound context, nothing of the
 configuration, so a logger made before `configure_logging()` (or before it
@@ -93,7 +94,7 @@ class Logger(structlog.BoundLoggerBase):
 
 
 def logger_name(*args: Any) -> str:
-    """structlog's logger factory: ``structlog.get_logger("name")`` names the logger."""
+    """The structlog logger factory: ``structlog.get_logger("x")`` names it ``x``."""
     return str(args[0]) if args and args[0] is not None else "root"
 
 

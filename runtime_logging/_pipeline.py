@@ -1,4 +1,4 @@
-"""The one chain every record passes, whichever API made it:
+"""The one chain every record passes, whichever API made it.
 
 context -> standard fields -> exception -> redaction -> rate limit -> fan-out.
 
@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 from structlog import DropEvent
 
-from runtime_logging import context as _ctx
 from runtime_logging._diagnostics import Diagnostics, diagnostics
 from runtime_logging._encoding import dumps_line
 from runtime_logging._exceptions import ExcInfo, resolve_exc_info, structure_exception
 from runtime_logging.config import LEVELS, Settings
+from runtime_logging.context import _context as _context_var
 from runtime_logging.schema import RESERVED_KEYS, STANDARD_KEYS, field_key
 
 HOOK_POINTS = ("context", "fields", "exception")
@@ -188,7 +188,7 @@ class Pipeline:
             message = "" if event is None else str(event)
             if args:
                 message = _apply_args(message, args, kw)
-            context = _ctx._context.get()
+            context = _context_var.get()
             fields = {**context, **bound, **kw} if context or bound else kw
             exc_info = resolve_exc_info(fields.pop("exc_info", None))
             self._process(logger, level, time.time_ns(), message, fields, exc_info)
@@ -205,7 +205,7 @@ class Pipeline:
             except Exception as error:
                 message = str(record.msg)
                 fields["format_error"] = f"{error!r} with args {record.args!r}"
-            context = _ctx._context.get()
+            context = _context_var.get()
             if context:
                 fields = {**context, **fields}
             if record.stack_info:

@@ -1,5 +1,7 @@
-"""One redaction policy, applied once in the pipeline before any sink sees an
-event, and by the Sentry sink to what sentry-sdk gathers on its own.
+"""One redaction policy for every sink.
+
+It is applied once in the pipeline before any sink sees an event, and by the
+Sentry sink to what sentry-sdk gathers on its own.
 
 Two rules:
 
@@ -49,7 +51,7 @@ DEFAULT_KEYS = frozenset(
     }
 )
 
-_SECRET_PARAMS = (
+_SENSITIVE_PARAMS = (
     r"access_?token|refresh_?token|id_?token|token|code|api_?key|apikey|key|secret|"
     r"client_?secret|password|passwd|pwd|sig|signature|session|sessionid|auth|jwt"
 )
@@ -57,7 +59,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     (
         "private key",
         re.compile(
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----"
+            r".*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
             re.DOTALL,
         ),
         "{m}",
@@ -71,7 +74,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("url credentials", re.compile(r"(://[^/\s:@]*:)[^/\s@]+(@)"), r"\1{m}\2"),
     (
         "query",
-        re.compile(rf"(?i)([?&;](?:{_SECRET_PARAMS})=)[^&#\s\"']+"),
+        re.compile(rf"(?i)([?&;](?:{_SENSITIVE_PARAMS})=)[^&#\s\"']+"),
         r"\1{m}",
     ),
     ("cloud key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA)[0-9A-Z]{16}\b"), "{m}"),
@@ -158,7 +161,7 @@ class RedactionPolicy:
             return result if changed else value
         if kind is list or kind is tuple:
             items = [self.redact_value(item, depth + 1) for item in value]
-            if any(new is not old for new, old in zip(items, value)):
+            if any(new is not old for new, old in zip(items, value, strict=True)):
                 return items if kind is list else tuple(items)
             return value
         return value

@@ -1,5 +1,6 @@
-"""The delivery machinery network sinks share: a bounded queue on the caller's
-side, a background thread on the other.
+"""The delivery machinery network sinks share.
+
+A bounded queue on the caller's side, a background thread on the other.
 
 Contract: ``emit()`` only appends to the queue (no I/O, no waiting). When the
 queue holds ``max_entries`` events or ``max_bytes`` bytes, the new event is

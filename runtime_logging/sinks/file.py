@@ -31,7 +31,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from runtime_logging._pipeline import LogEvent, internal_thread
@@ -107,15 +107,15 @@ class FileSink(Sink):
         now = event.time_ns / 1e9
         if now >= self._next_check or self._reopen_requested or self._fd < 0:
             self._check(now)
-        if self.max_bytes and self._size_now() >= self.max_bytes:
-            self._rotate(now)
-        elif self.interval and now >= self._period_end:
+        if (self.max_bytes and self._size_now() >= self.max_bytes) or (
+            self.interval and now >= self._period_end
+        ):
             self._rotate(now)
         try:
             written = os.write(self._fd, line)
             if written != len(line):
-                # XXX: a short write on a regular file means the disk filled up mid-line;
-                # the rest is written after it, so the line is whole but not atomic.
+                # XXX: a short write on a regular file means the disk filled up
+                # mid-line; the rest follows it, so the line is whole, not atomic.
                 os.write(self._fd, line[written:])
         except OSError as error:
             self.dropped += 1
@@ -213,7 +213,7 @@ class FileSink(Sink):
                 self._period_end = self._period_after(now)
 
     @contextlib.contextmanager
-    def _rotation_lock(self):  # type: ignore[no-untyped-def]
+    def _rotation_lock(self) -> Iterator[None]:
         lock_path = self.path.with_name(self.path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
