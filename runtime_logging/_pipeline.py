@@ -191,14 +191,30 @@ class Pipeline:
             context = _context_var.get()
             fields = {**context, **bound, **kw} if context or bound else kw
             exc_info = resolve_exc_info(fields.pop("exc_info", None))
-            self._process(logger, level, time.time_ns(), message, fields, exc_info)
+            done = self._process(
+                logger, level, time.time_ns(), message, fields, exc_info
+            )
         except DropEvent:
             return
         except Exception as error:
             self._diag.failure("pipeline", f"an event was lost: {error!r}")
+            return
+        if done is not None:
+            self._fan_out(done)
 
     def log_record(self, record: logging.LogRecord, fields: dict[str, Any]) -> None:
         """Take one stdlib record whose extra fields are *fields*; never raises."""
+        event = self.record_event(record, fields)
+        if event is not None:
+            self._fan_out(event)
+
+    def record_event(
+        self, record: logging.LogRecord, fields: dict[str, Any]
+    ) -> LogEvent | None:
+        """The finished event for a stdlib record, undelivered; never raises.
+
+        None when a processor dropped it, or when it was lost (and counted).
+        """
         try:
             try:
                 message = record.getMessage()
@@ -212,13 +228,14 @@ class Pipeline:
                 fields["stack"] = record.stack_info
             exc_info = resolve_exc_info(record.exc_info)
             time_ns = int(record.created * 1_000_000_000)
-            self._process(
+            return self._process(
                 record.name, record.levelno, time_ns, message, fields, exc_info
             )
         except DropEvent:
-            return
+            return None
         except Exception as error:
             self._diag.failure("pipeline", f"a stdlib record was lost: {error!r}")
+            return None
 
     def _process(
         self,
@@ -228,7 +245,7 @@ class Pipeline:
         message: str,
         fields: dict[str, Any],
         exc_info: ExcInfo | None,
-    ) -> None:
+    ) -> LogEvent | None:
         hooks = self._hooks if self._any_hooks else None
         if hooks and hooks["context"]:
             fields = self._run_hooks(
@@ -260,9 +277,9 @@ class Pipeline:
         if self._rate_limit is not None:
             limited = self._rate_limit(event, level)
             if limited is None:
-                return
+                return None
             event = limited
-        self._fan_out(LogEvent(event, level, logger, time_ns, exc_info))
+        return LogEvent(event, level, logger, time_ns, exc_info)
 
     def _run_hooks(
         self, point: str, logger: str, level: int, event: dict[str, Any]
