@@ -1,0 +1,438 @@
+"""Speed of runtime_logging against the set-ups a user would pick instead.
+
+Every contender logs the same event to a file in one process run,
+interleaved and repeated; the medians are reported, and every contender's
+output is checked line by line, so no figure comes from lost work.
+
+    python benchmarks/run.py               # the full run (make bench)
+    python benchmarks/run.py --quick       # a small run that still checks
+    python benchmarks/run.py --json out.json
+
+Exit status: 0 when every output check passed, whatever the targets say
+(timing is reported, never asserted); 1 when an output check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _processes
+from _contenders import CONTENDERS, RUNTIME_SETTINGS, Contender
+from _event import FIELDS, MESSAGE, CheckError, check_lines
+from _hung import hung_server
+
+MB = 1000**2
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """How much work one run does."""
+
+    records: int
+    rounds: int
+    warm_up: int
+    latency_calls: int
+    latency_rounds: int
+    startup_rounds: int
+    writers_records: int
+    memory_records: int
+
+
+FULL = Size(40_000, 7, 500, 20_000, 5, 9, 50_000, 1_000_000)
+QUICK = Size(2_000, 2, 100, 2_000, 2, 2, 2_000, 20_000)
+
+
+# --- throughput ----------------------------------------------------------------
+
+
+def measure(contender: Contender, size: Size, directory: Path) -> float:
+    """Nanoseconds per record of one trial of *contender*, output checked."""
+    directory.mkdir(parents=True)
+    trial = contender.setup(directory)
+    try:
+        trial.run(size.warm_up)
+        gc.collect()
+        start = time.perf_counter_ns()
+        trial.run(size.records)
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        trial.close()
+    check_lines(
+        contender.label,
+        trial.paths(),
+        (size.warm_up + size.records) * contender.lines_per_call,
+        contender.message_key,
+        contender.extract,
+    )
+    shutil.rmtree(directory)
+    return elapsed / size.records
+
+
+def throughput(size: Size, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Every contender, interleaved in a new order each round."""
+    samples: dict[str, list[float]] = {c.name: [] for c in CONTENDERS}
+    shuffle = random.Random(7)
+    for round_number in range(size.rounds):
+        order = list(CONTENDERS)
+        shuffle.shuffle(order)
+        for contender in order:
+            directory = work / f"{contender.name}-{round_number}"
+            samples[contender.name].append(measure(contender, size, directory))
+        say(f"  round {round_number + 1}/{size.rounds} done")
+    floor = statistics.median(samples["floor"])
+    table = {}
+    for contender in CONTENDERS:
+        median = statistics.median(samples[contender.name])
+        table[contender.name] = {
+            "label": contender.label,
+            "ns_per_record": median,
+            "records_per_second": 1e9 / median,
+            "ratio_to_floor": median / floor,
+            "samples_ns": samples[contender.name],
+        }
+    return table
+
+
+# --- caller-side latency -------------------------------------------------------
+
+
+def _percentile(ordered: list[int], fraction: float) -> float:
+    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
+    return float(ordered[index])
+
+
+def latency_trial(
+    directory: Path, calls: int, network: dict[str, str]
+) -> tuple[list[int], list[str]]:
+    """Per-call times of runtime_logging; every 100th call is an error."""
+    import runtime_logging
+
+    directory.mkdir(parents=True)
+    service = runtime_logging.configure_logging(
+        env={}, log_dir=str(directory), **RUNTIME_SETTINGS, **network
+    )
+    names = [sink.name for sink in service.sinks]
+    log = service.get_logger("bench")
+    clock = time.perf_counter_ns
+    times = []
+    try:
+        for number in range(calls):
+            method = log.error if number % 100 == 99 else log.info
+            start = clock()
+            method(MESSAGE, **FIELDS)
+            times.append(clock() - start)
+    finally:
+        service.shutdown(timeout=0.5)
+    check_lines("latency", sorted(directory.glob("app.log*")), calls, "event")
+    shutil.rmtree(directory)
+    return times, names
+
+
+def latency(size: Size, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """p50, p99, p99.9 with the file sink alone and with Sentry and Loki hung."""
+    pooled: dict[str, list[int]] = {"file": [], "hung": []}
+    sinks: dict[str, list[str]] = {}
+    with hung_server() as sentry, hung_server() as loki:
+        network = {
+            "file": {},
+            "hung": {
+                "sentry_dsn": f"http://public@127.0.0.1:{sentry.port}/1",
+                "loki_url": loki.url,
+            },
+        }
+        for round_number in range(size.latency_rounds):
+            for variant in ("file", "hung") if round_number % 2 else ("hung", "file"):
+                times, names = latency_trial(
+                    work / f"latency-{variant}-{round_number}",
+                    size.latency_calls,
+                    network[variant],
+                )
+                pooled[variant].extend(times)
+                sinks[variant] = names
+        say("  latency done")
+    result = {}
+    for variant, times in pooled.items():
+        times.sort()
+        result[variant] = {
+            "sinks": sinks[variant],
+            "calls": len(times),
+            "p50_ns": _percentile(times, 0.5),
+            "p99_ns": _percentile(times, 0.99),
+            "p999_ns": _percentile(times, 0.999),
+            "max_ns": float(times[-1]),
+        }
+    return result
+
+
+# --- fresh processes -----------------------------------------------------------
+
+
+def startup(size: Size, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Start-up of runtime_logging and of structlog, alternating."""
+    seconds: dict[str, list[float]] = {"runtime": [], "structlog": []}
+    imported: set[str] = set()
+    for round_number in range(size.startup_rounds):
+        for kind in ("runtime", "structlog"):
+            result = _processes.startup(kind, work / f"startup-{kind}-{round_number}")
+            seconds[kind].append(result["seconds"])
+            if kind == "runtime":
+                imported.update(result["imported"])
+    say("  start-up done")
+    return {
+        "runtime_s": statistics.median(seconds["runtime"]),
+        "structlog_s": statistics.median(seconds["structlog"]),
+        "imported_unconfigured": sorted(imported),
+    }
+
+
+def writers(size: Size, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Four processes on one rotated file against four on a file each."""
+    count = size.writers_records
+    # About five rotations in all, in either layout.
+    max_bytes = max(64 * 1024, count * 4 * 340 // 5)
+    rates: dict[str, list[float]] = {"shared": [], "separate": []}
+    for round_number in range(max(1, size.rounds // 3)):
+        for layout in ("shared", "separate"):
+            directory = work / f"writers-{layout}-{round_number}"
+            rates[layout].append(
+                _processes.shared_file(
+                    directory, 4, count, max_bytes, shared=layout == "shared"
+                )
+            )
+            shutil.rmtree(directory)
+    say("  writers done")
+    return {
+        "processes": 4,
+        "records_per_process": count,
+        "max_bytes": max_bytes,
+        "shared_records_per_second": statistics.median(rates["shared"]),
+        "separate_records_per_second": statistics.median(rates["separate"]),
+    }
+
+
+# --- targets and report --------------------------------------------------------
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target's measured ratio and whether it passed."""
+    t = results["throughput"]
+
+    def ns(name: str) -> float:
+        return float(t[name]["ns_per_record"])
+
+    lines = []
+
+    def target(key: str, text: str, measured: str, passed: bool) -> None:
+        lines.append(
+            {"target": key, "text": text, "measured": measured, "pass": passed}
+        )
+
+    runtime = ns("runtime")
+    ratio = runtime / ns("floor")
+    target("T1", "default pipeline <= 2.0 x floor", f"{ratio:.2f} x", ratio <= 2.0)
+    json_ratio = ns("stdlib_json") / runtime
+    rotating_ratio = ns("stdlib_rotating") / runtime
+    target(
+        "T2",
+        ">= 3.5 x faster than stdlib+pjl, >= 8 x than its rotating variant",
+        f"{json_ratio:.2f} x, {rotating_ratio:.2f} x",
+        json_ratio >= 3.5 and rotating_ratio >= 8.0,
+    )
+    ratio = ns("structlog_fast") / runtime
+    target("T3", "faster than structlog's fast path", f"{ratio:.2f} x", ratio > 1.0)
+    ratio = ns("stdlib_json") / ns("runtime_stdlib")
+    target(
+        "T4",
+        "stdlib record >= 2 x faster than stdlib+pjl",
+        f"{ratio:.2f} x",
+        ratio >= 2,
+    )
+    ratio = ns("runtime_debug") / ns("stdlib_debug")
+    target("T5", "filtered debug <= 1.1 x stdlib's", f"{ratio:.2f} x", ratio <= 1.1)
+
+    lat = results.get("latency")
+    if lat:
+        missing = {"sentry", "loki"} - set(lat["hung"]["sinks"])
+        if missing:
+            target(
+                "T6",
+                "p99 with Sentry and Loki hung <= 1.5 x file alone",
+                f"not measured: no {' or '.join(sorted(missing))} sink in this build",
+                False,
+            )
+        else:
+            ratio = lat["hung"]["p99_ns"] / lat["file"]["p99_ns"]
+            target(
+                "T6",
+                "p99 with Sentry and Loki hung <= 1.5 x file alone",
+                f"{ratio:.2f} x",
+                ratio <= 1.5,
+            )
+    mem = results.get("memory")
+    if mem:
+        if "loki" not in mem["sinks"]:
+            target(
+                "T7",
+                "memory growth with Loki hung <= cap + 32 MB",
+                "not measured: no loki sink in this build",
+                False,
+            )
+        else:
+            growth = mem["peak"] - mem["baseline"]
+            limit = mem["cap"] + 32 * MB
+            target(
+                "T7",
+                "memory growth with Loki hung <= cap + 32 MB",
+                f"{growth / MB:.1f} MB of {limit / MB:.1f} MB ({growth / limit:.2f} x)",
+                growth <= limit,
+            )
+    start = results.get("startup")
+    if start:
+        ratio = start["runtime_s"] / start["structlog_s"]
+        heavy = start["imported_unconfigured"]
+        target(
+            "T8",
+            "start-up <= 1.5 x structlog's; no network clients unless configured",
+            f"{ratio:.2f} x; imported: {', '.join(heavy) or 'none'}",
+            ratio <= 1.5 and not heavy,
+        )
+    shared = results.get("writers")
+    if shared:
+        ratio = (
+            shared["shared_records_per_second"] / shared["separate_records_per_second"]
+        )
+        target(
+            "T9",
+            "4 processes on one rotated file >= 0.75 x on four files",
+            f"{ratio:.2f} x",
+            ratio >= 0.75,
+        )
+    return lines
+
+
+def report(results: dict[str, Any]) -> str:
+    """The table and the target lines, as printed."""
+    out = [
+        f"{'contender':<52} {'ns/record':>10} {'records/s':>11} {'x floor':>8}",
+    ]
+    out.extend(
+        f"{row['label']:<52} {row['ns_per_record']:>10.0f} "
+        f"{row['records_per_second']:>11.0f} {row['ratio_to_floor']:>8.2f}"
+        for row in results["throughput"].values()
+    )
+    lat = results.get("latency")
+    if lat:
+        out.append("")
+        out.append(
+            f"{'caller-side latency (ns)':<52} {'p50':>10} {'p99':>11} {'p99.9':>8}"
+        )
+        for variant, row in lat.items():
+            label = f"runtime_logging, sinks: {', '.join(row['sinks'])}"
+            if variant == "hung":
+                label += " (hung)"
+            out.append(
+                f"{label:<52} {row['p50_ns']:>10.0f} {row['p99_ns']:>11.0f} "
+                f"{row['p999_ns']:>8.0f}"
+            )
+    start = results.get("startup")
+    if start:
+        out.append("")
+        out.append(
+            f"start-up: runtime_logging {start['runtime_s'] * 1000:.1f} ms, "
+            f"structlog {start['structlog_s'] * 1000:.1f} ms"
+        )
+    shared = results.get("writers")
+    if shared:
+        out.append(
+            f"4 writers: one rotated file {shared['shared_records_per_second']:.0f}"
+            f" records/s, four files {shared['separate_records_per_second']:.0f}"
+            " records/s"
+        )
+    mem = results.get("memory")
+    if mem:
+        out.append(
+            f"memory, {mem['records']} x 1 KB with Loki hung: peak growth "
+            f"{(mem['peak'] - mem['baseline']) / MB:.1f} MB, sink cap "
+            f"{mem['cap'] / MB:.1f} MB, sinks {mem['sinks']}"
+        )
+    out.append("")
+    for line in results["targets"]:
+        verdict = "PASS" if line["pass"] else "FAIL"
+        out.append(f"{line['target']} {verdict}  {line['measured']:<28} {line['text']}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small, checked run")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--only",
+        choices=["throughput", "latency", "startup", "writers", "memory"],
+        action="append",
+        help="run only these parts (repeatable)",
+    )
+    options = parser.parse_args(argv)
+    size = QUICK if options.quick else FULL
+    parts = options.only or ["throughput", "latency", "startup", "writers", "memory"]
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "size": dataclasses.asdict(size),
+    }
+    with tempfile.TemporaryDirectory(prefix="runtime-logging-bench-") as temporary:
+        work = Path(temporary)
+        try:
+            if "throughput" in parts:
+                say("throughput")
+                results["throughput"] = throughput(size, work, say)
+            if "latency" in parts:
+                say("latency")
+                results["latency"] = latency(size, work, say)
+            if "startup" in parts:
+                say("start-up")
+                results["startup"] = startup(size, work, say)
+            if "writers" in parts:
+                say("four writers")
+                results["writers"] = writers(size, work, say)
+            if "memory" in parts:
+                say("memory")
+                results["memory"] = {
+                    **_processes.memory(size.memory_records),
+                    "records": size.memory_records,
+                }
+        except CheckError as error:
+            print(f"OUTPUT CHECK FAILED: {error}", file=sys.stderr)
+            return 1
+    results["targets"] = targets(results) if "throughput" in results else []
+    print(report(results) if "throughput" in results else json.dumps(results, indent=1))
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
