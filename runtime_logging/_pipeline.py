@@ -311,6 +311,13 @@ class Pipeline:
         """Deliver an already processed *event* to every sink (summaries)."""
         self._fan_out(event)
 
+    def emit_fields(self, fields: dict[str, Any], level: int) -> None:
+        """Deliver *fields*, already redacted, stamped with the time now."""
+        time_ns = time.time_ns()
+        fields["timestamp"] = self._clock.format(time_ns)
+        logger = str(fields.get("logger", ""))
+        self._fan_out(LogEvent(fields, level, logger, time_ns, None))
+
 
 def _apply_args(message: str, args: tuple[Any, ...], kw: dict[str, Any]) -> str:
     if len(args) == 1 and isinstance(args[0], Mapping) and "%" not in message:

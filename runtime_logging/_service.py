@@ -21,6 +21,7 @@ from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import HOOK_POINTS, Pipeline, Processor, Sink
 from runtime_logging.config import LEVELS, Settings, load_settings
 from runtime_logging.errors import ConfigurationError
+from runtime_logging.ratelimit import RateLimiter
 from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.sinks import SinkHealth
 from runtime_logging.sinks.console import ConsoleSink
@@ -33,10 +34,17 @@ _active_service: LoggingService | None = None
 class LoggingService:
     """The running configuration: loggers, flushing, reopening, health, shutdown."""
 
-    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
         """Wrap a configured *pipeline*; made by `configure_logging()`."""
         self.settings = settings
         self.pipeline = pipeline
+        #: The ``rate_limit`` step (its ``suppressed`` counts), None when off.
+        self.rate_limiter = rate_limiter
         self._saved_root: tuple[list[logging.Handler], int] | None = None
         self._handler: _stdlib.PipelineHandler | None = None
         self._saved_signals: dict[int, Any] = {}
@@ -63,6 +71,7 @@ class LoggingService:
         deadline = time.monotonic() + (
             self.settings.shutdown_timeout if timeout is None else timeout
         )
+        self._flush_summaries()
         for sink in self.sinks:
             with contextlib.suppress(Exception):
                 _call(sink, "flush", max(0.0, deadline - time.monotonic()))
@@ -88,6 +97,7 @@ class LoggingService:
             if self._closed:
                 return
             self._closed = True
+            self._flush_summaries()
             if _active_service is self:
                 _active_service = None
                 _logger.active.pipeline = None
@@ -105,6 +115,13 @@ class LoggingService:
                 _call(sink, "close", max(0.0, deadline - time.monotonic()))
             except Exception as error:
                 diagnostics.failure(f"sink {sink.name}", f"close raised {error!r}")
+
+    def _flush_summaries(self) -> None:
+        if self.rate_limiter is not None:
+            try:
+                self.rate_limiter.flush()
+            except Exception as error:
+                diagnostics.failure("rate limit", f"flush raised {error!r}")
 
     # The parts of the process-wide set-up, each with its undo.
 
@@ -280,8 +297,11 @@ def configure_logging(
             _active_service.shutdown()
         built = _build_sinks(resolved, extra)
         redact = RedactionPolicy(resolved.redact_keys, resolved.redact_keys_allow)
-        pipeline = Pipeline(resolved, built, hooks, redact=redact)
-        service = LoggingService(resolved, pipeline)
+        limiter = RateLimiter.from_settings(resolved)
+        pipeline = Pipeline(resolved, built, hooks, redact=redact, rate_limit=limiter)
+        if limiter is not None:
+            limiter.emit = pipeline.emit_fields
+        service = LoggingService(resolved, pipeline, limiter)
         structlog.configure(
             wrapper_class=_logger.Logger,
             logger_factory=_logger.logger_name,

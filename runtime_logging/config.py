@@ -232,6 +232,16 @@ def _parse_url(setting: str, value: object) -> str:
     return text
 
 
+def _parse_per_second(setting: str, value: object) -> float:
+    try:
+        rate = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        rate = math.nan
+    if isinstance(value, bool) or not (math.isfinite(rate) and rate >= 0):
+        raise _fail(setting, value, "a number of events per second, 0 or more")
+    return rate
+
+
 def _setting(
     default: Any,
     parse: Callable[[str, object], Any],
@@ -322,6 +332,15 @@ class Settings:
     )
     capture_stdlib: bool = _setting(True, _parse_bool, "route stdlib logging")
     handle_signals: bool = _setting(True, _parse_bool, "SIGHUP reopens, SIGTERM drains")
+    rate_limit: float = _setting(
+        0.0, _parse_per_second, "events/s per (logger, event, level) (0: off)"
+    )
+    rate_limit_burst: int = _setting(20, _parse_int, "events let through at once")
+    rate_limit_errors: str = _setting(
+        "duplicates",
+        _choice("duplicates", "all", "never"),
+        "which errors are limited: repeats only, all, or none",
+    )
 
     @property
     def prefix(self) -> str:

@@ -9,7 +9,7 @@ import math
 import pytest
 from conftest import strict_loads
 
-from runtime_logging import ConfigurationError, bind_context, configure_logging
+from runtime_logging import ConfigurationError, bound_context, configure_logging
 from runtime_logging.testing import shutdown_logging
 
 SETTINGS = {
@@ -76,8 +76,8 @@ def log_every_kind(logger):
     logger.log(25, "custom level")
     logger.debug("with stack", stack_info=True)
     logger.info("bad args %d", "not a number")
-    bind_context(request_id="req-7")
-    logger.info("in a request")
+    with bound_context(request_id="req-7"):
+        logger.info("in a request")
 
 
 class TestIdentityWithThePipeline:
