@@ -22,6 +22,7 @@ from structlog import DropEvent
 from runtime_logging._diagnostics import Diagnostics, diagnostics
 from runtime_logging._encoding import dumps_line
 from runtime_logging._exceptions import ExcInfo, resolve_exc_info, structure_exception
+from runtime_logging._trace import current_trace_ids
 from runtime_logging.config import LEVELS, Settings
 from runtime_logging.context import _context as _context_var
 from runtime_logging.schema import RESERVED_KEYS, STANDARD_KEYS, field_key
@@ -253,16 +254,7 @@ class Pipeline:
             )
             message = str(fields.pop("event", message))
 
-        event = self._template.copy()
-        event["timestamp"] = self._clock.format(time_ns)
-        event["level"] = level_name(level)
-        event["logger"] = logger
-        event["event"] = message
-        if RESERVED_KEYS.isdisjoint(fields):
-            event.update(fields)
-        else:
-            for key, value in fields.items():
-                event[field_key(key)] = value
+        event = self._standard_fields(logger, level, time_ns, message, fields)
         if hooks and hooks["fields"]:
             event = self._run_hooks("fields", logger, level, event)
 
@@ -280,6 +272,29 @@ class Pipeline:
                 return None
             event = limited
         return LogEvent(event, level, logger, time_ns, exc_info)
+
+    def _standard_fields(
+        self,
+        logger: str,
+        level: int,
+        time_ns: int,
+        message: str,
+        fields: dict[str, Any],
+    ) -> dict[str, Any]:
+        event = self._template.copy()
+        event["timestamp"] = self._clock.format(time_ns)
+        event["level"] = level_name(level)
+        event["logger"] = logger
+        event["event"] = message
+        trace = current_trace_ids()
+        if trace is not None:
+            event["trace_id"], event["span_id"] = trace
+        if RESERVED_KEYS.isdisjoint(fields):
+            event.update(fields)
+        else:
+            for key, value in fields.items():
+                event[field_key(key)] = value
+        return event
 
     def _run_hooks(
         self, point: str, logger: str, level: int, event: dict[str, Any]
