@@ -20,7 +20,7 @@ from runtime_logging import _logger, _stdlib
 from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import HOOK_POINTS, Pipeline, Processor, Sink
 from runtime_logging.config import LEVELS, Settings, load_settings
-from runtime_logging.errors import ConfigurationError
+from runtime_logging.errors import ConfigurationError, MissingExtraError
 from runtime_logging.ratelimit import RateLimiter
 from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.sinks import SinkHealth
@@ -202,8 +202,20 @@ def _build_sinks(settings: Settings, extra: Iterable[Sink]) -> list[Sink]:
         sinks.append(ConsoleSink(style=settings.console, color=settings.color))
     if settings.log_path is not None:
         sinks.append(_file_sink(settings, settings.log_path))
+    if settings.loki_url:
+        sinks.append(_loki_sink(settings))
     sinks.extend(extra)
     return sinks
+
+
+def _loki_sink(settings: Settings) -> Sink:
+    try:
+        from runtime_logging.sinks.loki import LokiSink  # noqa: PLC0415 - an extra
+    except ModuleNotFoundError as error:
+        if error.name != "urllib3":
+            raise
+        raise MissingExtraError("loki_url", "loki", "urllib3") from None
+    return LokiSink.from_settings(settings)
 
 
 def _file_sink(settings: Settings, path: Path) -> FileSink:

@@ -60,6 +60,7 @@ _SIZE_UNITS = {
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
 _NUMBER_WITH_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _fail(setting: str, value: object, expected: str) -> ConfigurationError:
@@ -215,6 +216,14 @@ def _parse_loki_labels(setting: str, value: object) -> tuple[str, ...]:
     return labels
 
 
+def _parse_label_names(setting: str, value: object) -> tuple[str, ...]:
+    names = _parse_names(setting, value)
+    for name in names:
+        if not _LABEL_NAME.fullmatch(name):
+            raise _fail(setting, name, "names of letters, digits and '_'")
+    return names
+
+
 def _parse_address(setting: str, value: object) -> str:
     text = _parse_text(setting, value)
     if text in {"", "off"}:
@@ -319,6 +328,9 @@ class Settings:
     )
     loki_connect_timeout: float = _setting(2.0, parse_duration, "Loki connect timeout")
     loki_read_timeout: float = _setting(5.0, parse_duration, "Loki read timeout")
+    loki_metadata: tuple[str, ...] = _setting(
+        (), _parse_label_names, "fields also sent as Loki structured metadata"
+    )
     metrics_address: str = _setting("", _parse_address, "/metrics and /health address")
     metrics_prefix: str = _setting(
         "", _parse_text, "metric name prefix ('' derives it from service)"

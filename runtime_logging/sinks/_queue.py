@@ -3,11 +3,17 @@
 A bounded queue on the caller's side, a background thread on the other.
 
 Contract: ``emit()`` only appends to the queue (no I/O, no waiting). When the
-queue holds ``max_entries`` events or ``max_bytes`` bytes, the new event is
-dropped and counted; ``delivered + dropped + queued == accepted + dropped``
-at every moment. The thread is started on first use and again in a forked
-child (whose copy of the parent's queue is discarded: the parent delivers
-it). ``flush()`` and ``close()`` wait at most their timeout.
+events queued or in flight reach ``max_entries``, or their bytes would pass
+``max_bytes``, the new event is dropped and counted (the oldest are kept, so
+what arrives is in order and without holes up to the first drop). Every
+event given to ``emit()`` ends up counted exactly once as delivered or
+dropped: ``delivered + dropped + queue_depth == emitted`` at every moment,
+and ``delivered + dropped == emitted`` once the sink is closed. Drops are
+told on stderr at a bounded rate, from the background thread. The thread is
+started on first use and again in a forked child (whose copy of the
+parent's queue and counts is discarded: the parent delivers and counts it).
+``flush()`` and ``close()`` wait at most their timeout; a batch still
+unanswered when ``close()`` gives up is counted as dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import LogEvent, internal_thread
 from runtime_logging.sinks import DOWN, Sink, SinkHealth
 
@@ -25,7 +32,9 @@ from runtime_logging.sinks import DOWN, Sink, SinkHealth
 class QueuedSink(Sink):
     """Base for sinks whose delivery happens on a background thread.
 
-    Subclasses implement `deliver`, and may override `measure`.
+    Subclasses implement `deliver`, and may override `measure`. A `deliver`
+    that waits (a retry's back-off) calls `pause`, and gives up when it
+    returns False.
     """
 
     name = "queued"
@@ -37,23 +46,35 @@ class QueuedSink(Sink):
         max_bytes: int = 16 * 1000**2,
         batch_entries: int = 1000,
         batch_interval: float = 1.0,
+        batch_bytes: int = 0,
         min_level: int = 0,
     ) -> None:
-        """Queue at most *max_entries* events or *max_bytes* bytes."""
+        """Hold at most *max_entries* events or *max_bytes* bytes.
+
+        A batch holds at most *batch_entries* events and, unless it is 0,
+        *batch_bytes* bytes (one event larger than that goes alone).
+        """
         super().__init__(min_level)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.batch_entries = batch_entries
         self.batch_interval = batch_interval
+        self.batch_bytes = batch_bytes
+        #: Bytes held: the queue and the batch in flight.
         self.queued_bytes = 0
         self._queue: collections.deque[tuple[LogEvent, int]] = collections.deque()
         self._in_flight = 0
+        self._in_flight_bytes = 0
+        self._batch_number = 0
         self._closed = False
+        self._deadline: float | None = None
+        self._reported_drops = 0
         self._reset_threading()
 
     def _reset_threading(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._closing = threading.Event()
         self._idle = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -72,20 +93,20 @@ class QueuedSink(Sink):
 
     def emit(self, event: LogEvent) -> None:
         """Queue *event*, or drop and count it when the queue is full."""
-        if self._closed:
-            self.dropped += 1
-            return
         size = self.measure(event)
         with self._lock:
             if (
-                len(self._queue) >= self.max_entries
+                self._closed
+                or len(self._queue) + self._in_flight >= self.max_entries
                 or self.queued_bytes + size > self.max_bytes
             ):
                 self.dropped += 1
                 return
             self._queue.append((event, size))
             self.queued_bytes += size
-            if len(self._queue) >= self.batch_entries:
+            if len(self._queue) >= self.batch_entries or (
+                self.batch_bytes and self.queued_bytes >= self.batch_bytes
+            ):
                 self._wake.set()
         if self._thread is None or self._pid != os.getpid():
             self._start()
@@ -102,45 +123,93 @@ class QueuedSink(Sink):
 
     # The background side.
 
-    def _take(self) -> list[LogEvent]:
+    def _take(self) -> tuple[int, list[LogEvent]]:
         with self._lock:
-            count = min(len(self._queue), self.batch_entries)
-            batch = [self._queue.popleft() for _ in range(count)]
-            self.queued_bytes -= sum(size for _, size in batch)
+            batch: list[LogEvent] = []
+            size = 0
+            while self._queue and len(batch) < self.batch_entries:
+                event, event_size = self._queue[0]
+                if batch and self.batch_bytes and size + event_size > self.batch_bytes:
+                    break
+                self._queue.popleft()
+                batch.append(event)
+                size += event_size
             self._in_flight = len(batch)
-        return [event for event, _ in batch]
+            self._in_flight_bytes = size
+            self._batch_number += 1
+            return self._batch_number, batch
+
+    def _settle(self, number: int, delivered: int) -> None:
+        """Count batch *number* as *delivered*, the rest of it as dropped."""
+        with self._lock:
+            if number != self._batch_number or not self._in_flight:
+                return  # close() gave up on it and counted it already
+            delivered = max(0, min(delivered, self._in_flight))
+            self.delivered += delivered
+            self.dropped += self._in_flight - delivered
+            self.queued_bytes -= self._in_flight_bytes
+            self._in_flight = self._in_flight_bytes = 0
 
     def _run(self) -> None:
         internal_thread.active = True
         while True:
             self._wake.wait(self.batch_interval)
             self._wake.clear()
-            while True:
-                batch = self._take()
+            while not self._closed:
+                number, batch = self._take()
                 if not batch:
                     break
-                self._send(batch)
+                self._send(number, batch)
+            self.report_drops()
             with self._idle:
-                self._in_flight = 0
                 self._idle.notify_all()
-            if self._closed and not self._queue:
+            if self._closed:
                 return
 
-    def _send(self, batch: list[LogEvent]) -> None:
+    def _send(self, number: int, batch: list[LogEvent]) -> None:
         try:
             delivered = self.deliver(batch)
         except Exception as error:
             delivered = 0
             self._failed("deliver", error)
-        delivered = max(0, min(delivered, len(batch)))
-        self.delivered += delivered
-        self.dropped += len(batch) - delivered
+        self._settle(number, delivered)
+
+    def time_left(self) -> float | None:
+        """Seconds left before `close()` gives up; None while not closing."""
+        deadline = self._deadline
+        return None if deadline is None else deadline - time.monotonic()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait *seconds* on the background thread; False when closing ran out.
+
+        `close()` cuts a wait short once, so that one more attempt is made
+        within the drain time; later waits end at the drain limit.
+        """
+        self.report_drops()
+        left = self.time_left()
+        if left is None:
+            self._closing.wait(seconds)
+        elif left > 0:
+            time.sleep(min(seconds, left))
+        left = self.time_left()
+        return left is None or left > 0
+
+    def report_drops(self) -> None:
+        """Tell stderr how many events were dropped since the last report."""
+        dropped = self.dropped
+        if dropped > self._reported_drops:
+            diagnostics.failure(
+                f"sink {self.name}",
+                f"{dropped - self._reported_drops} events dropped ({dropped} in all;"
+                f" {self.queue_depth} queued, {self.queued_bytes} bytes)",
+            )
+            self._reported_drops = dropped
 
     # Lifecycle.
 
     @property
     def queue_depth(self) -> int:
-        """Events waiting for the background thread."""
+        """Events waiting for the background thread or in flight."""
         return len(self._queue) + self._in_flight
 
     def flush(self, timeout: float | None = None) -> None:
@@ -150,30 +219,42 @@ class QueuedSink(Sink):
         deadline = None if timeout is None else time.monotonic() + timeout
         self._wake.set()
         with self._idle:
-            while self._queue or self._in_flight:
+            while self._pending():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return
                 self._wake.set()
                 self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
 
+    def _pending(self) -> bool:
+        with self._lock:
+            return bool(self._queue) or self._in_flight > 0
+
     def close(self, timeout: float | None = None) -> None:
         """Drain within *timeout*, then stop; what is left is counted as dropped."""
+        if timeout is not None:
+            self._deadline = time.monotonic() + timeout
+            self._closing.set()
         self.flush(timeout)
-        self._closed = True
-        self._wake.set()
         with self._lock:
-            left = len(self._queue)
+            self._closed = True
+            left = len(self._queue) + self._in_flight
             self._queue.clear()
-            self.queued_bytes = 0
-        self.dropped += left
+            self._in_flight = self._in_flight_bytes = self.queued_bytes = 0
+            self._batch_number += 1
+            self.dropped += left
+        self._closing.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, self.time_left() or 0.0))
 
     def after_fork(self) -> None:
-        """Drop the parent's queue copy and restart the thread on next use."""
+        """Drop the parent's queue and counts; restart the thread on next use."""
         super().after_fork()
         self._queue.clear()
-        self.queued_bytes = 0
-        self._in_flight = 0
+        self.queued_bytes = self._in_flight = self._in_flight_bytes = 0
+        self.delivered = self.dropped = self.failures = self._reported_drops = 0
         self._reset_threading()
 
     def health(self) -> SinkHealth:

@@ -1,0 +1,435 @@
+"""The Loki sink against a local receiver as strict as Loki's push API."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from loki_server import LokiReceiver, closed_port, hung_listener
+
+from runtime_logging import ConfigurationError, MissingExtraError, configure_logging
+from runtime_logging.sinks.loki import LokiSink, truncate_line
+
+
+@pytest.fixture
+def loki():
+    receiver = LokiReceiver()
+    yield receiver
+    receiver.stop()
+
+
+def _configure(url, tmp_path=None, **settings):
+    options = {
+        "env": {},
+        "console": "off",
+        "log_dir": "off" if tmp_path is None else str(tmp_path),
+        "handle_signals": False,
+        "level": "debug",
+        "loki_url": url,
+        "loki_batch_interval": 0.05,
+    }
+    options.update(settings)
+    return configure_logging(**options)
+
+
+def _post(url, body, headers):
+    request = urllib.request.Request(
+        url + "/loki/api/v1/push", data=body, headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _push(url, streams, encoding="gzip", content_type="application/json"):
+    body = json.dumps({"streams": streams}).encode()
+    headers = {"Content-Type": content_type}
+    if encoding == "gzip":
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    return _post(url, body, headers)
+
+
+def _now(offset=0):
+    return str(time.time_ns() + offset)
+
+
+class TestReceiverIsStrict:
+    """The receiver refuses what Loki refuses, so passing it means something."""
+
+    def test_valid_push_is_stored(self, loki):
+        """A gzip JSON push with string timestamps gets 204 and is stored."""
+        status, _ = _push(loki.url, [{"stream": {"a": "b"}, "values": [[_now(), "x"]]}])
+
+        assert (status, loki.lines()) == (204, ["x"])
+
+    @pytest.mark.parametrize(
+        ("stream", "reason"),
+        [
+            ({"stream": {"bad-name": "v"}, "values": []}, "error parsing labels"),
+            ({"stream": {}, "values": []}, "at least one label"),
+            ({"stream": {"a": 1}, "values": []}, "error parsing labels"),
+            ({"stream": {"a": "b"}, "values": [[1, "x"]]}, "nanoseconds"),
+            ({"stream": {"a": "b"}, "values": [["1.5", "x"]]}, "nanoseconds"),
+            ({"stream": {"a": "b"}, "values": [["1", 2]]}, "not a string"),
+            ({"stream": {"a": "b"}, "values": [["1"]]}, "not [ts, line"),
+        ],
+    )
+    def test_malformed_push_is_refused(self, loki, stream, reason):
+        """Bad label names, missing labels, numeric timestamps: 400."""
+        status, text = _push(loki.url, [stream])
+
+        assert (status, reason in text, loki.entries()) == (400, True, 0)
+
+    def test_protobuf_and_unknown_encodings_are_refused(self, loki):
+        """Snappy protobuf is not decoded here (415); br is not Loki's (400)."""
+        protobuf = _post(loki.url, b"\x00", {"Content-Type": "application/x-protobuf"})
+        brotli = _post(
+            loki.url,
+            b"{}",
+            {"Content-Type": "application/json", "Content-Encoding": "br"},
+        )
+
+        assert (protobuf[0], brotli[0]) == (415, 400)
+
+    def test_plain_json_is_accepted(self, loki):
+        """Content-Encoding is optional for Loki."""
+        stream = {"stream": {"a": "b"}, "values": [[_now(), "x"]]}
+
+        assert _push(loki.url, [stream], encoding="")[0] == 204
+
+    def test_long_and_out_of_order_entries_refused_rest_stored(self, loki):
+        """Like Loki: 400 naming refused entries; the valid ones are stored."""
+        first, second = _now(0), _now(1000)
+        values = [[second, "ok"], [first, "late"], [second, "y" * (256 * 1024 + 1)]]
+        status, text = _push(loki.url, [{"stream": {"a": "b"}, "values": values}])
+
+        assert status == 400
+        assert "entry out of order" in text
+        assert "Max entry size '262144' bytes exceeded" in text
+        assert loki.lines() == ["ok"]
+
+    def test_scripted_answers(self, loki):
+        """429 with Retry-After, then normal service."""
+        loki.answer(429, retry_after="3")
+        stream = {"stream": {"a": "b"}, "values": [[_now(), "x"]]}
+
+        assert _push(loki.url, [stream])[0] == 429
+        assert _push(loki.url, [stream])[0] == 204
+
+
+class TestDelivery:
+    """What reaches Loki is the file's line, at its record time, in order."""
+
+    def test_lines_equal_the_file_lines(self, loki, tmp_path):
+        """Byte for byte the file's line, without its newline, record time as ts."""
+        service = _configure(loki.url, tmp_path)
+        log = service.get_logger("app")
+        for number in range(20):
+            log.info("step", number=number)
+        service.shutdown()
+
+        file_lines = (tmp_path / "app.log").read_text().splitlines()
+        [stream] = loki.streams.values()
+        assert [line for _, line, _ in stream] == file_lines
+        for ts, line, _ in stream:
+            stamp = json.loads(line)["timestamp"]
+            assert stamp[20:26] == f"{ts // 1000 % 1_000_000:06d}"
+        assert [ts for ts, _, _ in stream] == sorted(ts for ts, _, _ in stream)
+
+    def test_request_headers(self, loki):
+        """gzip JSON, tenant header, basic auth."""
+        service = _configure(
+            loki.url, loki_tenant="team-a", loki_username="u", loki_password="p"
+        )
+        service.get_logger().info("hello")
+        service.shutdown()
+
+        [push] = loki.pushes
+        assert push.headers["Content-Encoding"] == "gzip"
+        assert push.headers["Content-Type"] == "application/json"
+        assert push.headers["X-Scope-OrgID"] == "team-a"
+        assert push.headers["Authorization"] == "Basic dTpw"
+
+    def test_bearer_token(self, loki):
+        """A token is sent as a bearer authorization."""
+        service = _configure(loki.url, loki_token="tok-123")
+        service.get_logger().info("hello")
+        service.shutdown()
+
+        assert loki.pushes[0].headers["Authorization"] == "Bearer tok-123"
+
+    def test_secrets_masked_where_settings_are_printed(self, loki):
+        """The settings' printable form hides the password and the token."""
+        service = _configure(loki.url, loki_username="u", loki_password="hunter2")
+
+        shown = json.dumps(service.settings.masked())
+        assert "hunter2" not in shown
+        assert "********" in shown
+
+    def test_unserializable_field_keeps_the_batch(self, loki):
+        """A field JSON can't take is rendered by the pipeline; all lines arrive."""
+
+        class Odd:
+            def __repr__(self):
+                raise RuntimeError("no repr")
+
+        service = _configure(loki.url)
+        log = service.get_logger()
+        log.info("before")
+        log.info("odd", value=Odd(), data=b"\xff", number=float("nan"))
+        log.info("after")
+        service.shutdown()
+
+        events = [record["event"] for record in loki.records()]
+        assert events == ["before", "odd", "after"]
+        sink = service.sink("loki")
+        assert (sink.delivered, sink.dropped) == (3, 0)
+
+    def test_structured_metadata(self, loki):
+        """Configured fields also go as structured metadata, as strings."""
+        service = _configure(loki.url, loki_metadata="request_id,attempt")
+        service.get_logger().info("got", request_id="r-1", attempt=2)
+        service.shutdown()
+
+        [[(_, _, metadata)]] = loki.streams.values()
+        assert metadata == {"request_id": "r-1", "attempt": "2"}
+
+    def test_health_counts(self, loki):
+        """Health gives delivered, dropped, failures, depth and bytes."""
+        service = _configure(loki.url)
+        service.get_logger().info("one")
+        service.flush()
+
+        health = service.health()["loki"]
+        assert (
+            health.delivered,
+            health.dropped,
+            health.failures,
+            health.queue_depth,
+            health.buffered_bytes,
+        ) == (1, 0, 0, 0, 0)
+
+    def test_forked_child_delivers_its_own(self, loki):
+        """A forked child restarts the thread and pushes what it logs."""
+        service = _configure(loki.url)
+        log = service.get_logger()
+        log.info("parent")
+        service.flush()
+
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                log.info("child")
+                service.flush(5)
+                sink = service.sink("loki")
+                code = 0 if (sink.delivered, sink.dropped) == (1, 0) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sorted(r["event"] for r in loki.records()) == ["child", "parent"]
+        assert service.sink("loki").delivered == 1
+
+
+class TestRetries:
+    """429 and 5xx are retried, honouring Retry-After; other 4xx are not."""
+
+    def _sink(self, url, **options):
+        options = {"batch_interval": 0.02, "min_backoff": 0.01, **options}
+        return LokiSink(url, **options)
+
+    def test_429_and_5xx_retried_until_accepted(self, loki):
+        """Two 429s and a 503, then accepted: delivered once, nothing dropped."""
+        loki.answer(429)
+        loki.answer(429)
+        loki.answer(503)
+        sink = self._sink(loki.url)
+        service = _configure("", sinks=[sink])
+        service.get_logger().error("kept")
+        service.flush()
+
+        assert [p.status for p in loki.pushes] == [429, 429, 503, 204]
+        assert (sink.delivered, sink.dropped, sink.failures) == (1, 0, 3)
+        assert loki.lines()[0].count('"kept"') == 1
+
+    def test_retry_after_is_honoured(self, loki):
+        """The retry waits at least what Retry-After says."""
+        loki.answer(429, retry_after="1")
+        sink = self._sink(loki.url)
+        service = _configure("", sinks=[sink])
+        service.get_logger().info("x")
+        service.flush()
+
+        first, second = loki.pushes
+        assert second.at - first.at >= 1.0
+
+    @pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
+    def test_other_4xx_dropped_without_retry(self, loki, status):
+        """One attempt; the batch is counted as dropped and reported."""
+        loki.answer(status)
+        sink = self._sink(loki.url)
+        service = _configure("", sinks=[sink])
+        log = service.get_logger()
+        log.info("a")
+        log.info("b")
+        service.flush()
+
+        assert len(loki.pushes) == 1
+        assert (sink.delivered, sink.dropped, sink.failures) == (0, 2, 1)
+        assert sink.health().state == "degraded"
+
+
+class TestStreamsAndLabels:
+    """C15: one stream per level; ids stay in the line; huge lines truncated."""
+
+    def test_one_flush_window(self, loki, tmp_path):
+        """INFO, DEBUG, ERROR, 1000 ids and durations, a 600 KB message."""
+        service = _configure(
+            loki.url,
+            tmp_path,
+            loki_batch_interval=60,
+            loki_batch_bytes="4MB",
+        )
+        log = service.get_logger("installer")
+        for number in range(1000):
+            level = ("info", "debug", "error")[number % 3]
+            getattr(log, level)(
+                "request", request_id=f"req-{number:04d}", duration_ms=number * 1.5
+            )
+        log.info("huge", payload_note="big")
+        huge = "x" * 600_000
+        log.info(huge)
+        service.flush()
+
+        [push] = loki.pushes
+        assert push.status == 204
+        assert sorted(s["level"] for s in push.streams) == ["debug", "error", "info"]
+        assert all(
+            set(labels) == {"service", "environment", "level"}
+            for labels in push.streams
+        )
+        for level in ("info", "debug", "error"):
+            for record in loki.records(level=level):
+                assert record["level"] == level
+        ids = {r["request_id"] for r in loki.records() if "request_id" in r}
+        assert len(ids) == 1000
+        [truncated] = [r for r in loki.records() if r.get("truncated")]
+        longest = max(len(line.encode()) for line in loki.lines())
+        assert longest <= 256 * 1024
+        assert truncated["event"] == huge[: len(truncated["event"])]
+        assert truncated["original_bytes"] > 600_000
+        assert loki.entries() == 1002
+        sink = service.sink("loki")
+        assert (sink.delivered, sink.dropped, sink.truncated) == (1002, 0, 1)
+        file_text = (tmp_path / "app.log").read_text()
+        assert huge in file_text
+
+    @pytest.mark.parametrize("label", ["request_id", "duration_ms", "trace_id"])
+    def test_high_cardinality_label_fails_at_configuration(self, label):
+        """A label outside the bounded set is refused before anything runs."""
+        with pytest.raises(ConfigurationError, match=label):
+            _configure("http://127.0.0.1:9", loki_labels=f"service,level,{label}")
+
+
+class TestTruncation:
+    """A line over the limit becomes a shorter valid JSON line with a marker."""
+
+    @pytest.mark.parametrize("text", ["a" * 600_000, "é" * 300_000, "\x01" * 300_000])
+    def test_truncated_line_is_valid_json_under_the_limit(self, text):
+        """ASCII, multi-byte and escaped characters all end under the limit."""
+        line = json.dumps(
+            {"timestamp": "t", "level": "info", "event": text, "extra": "x" * 10}
+        ).encode()
+
+        short = truncate_line(line, 1000)
+
+        record = json.loads(short)
+        assert len(short) <= 1000
+        assert record["truncated"] is True
+        assert record["original_bytes"] == len(line)
+        assert record["level"] == "info"
+        assert text.startswith(record["event"])
+        assert "extra" not in record
+
+
+class TestConfiguration:
+    """Mistakes fail at configure time with the setting and the fix."""
+
+    def test_token_and_basic_auth_together_refused(self):
+        with pytest.raises(ConfigurationError, match="loki_token"):
+            _configure("http://127.0.0.1:9", loki_token="t", loki_username="u")
+
+    def test_metadata_names_are_checked(self):
+        with pytest.raises(ConfigurationError, match="loki_metadata"):
+            _configure("http://127.0.0.1:9", loki_metadata="request-id")
+
+    def test_missing_extra(self, monkeypatch):
+        """Without urllib3, the error gives the exact pip line."""
+        monkeypatch.setitem(sys.modules, "urllib3", None)
+        monkeypatch.delitem(sys.modules, "runtime_logging.sinks.loki")
+
+        with pytest.raises(MissingExtraError) as caught:
+            _configure("http://127.0.0.1:9")
+
+        assert "pip install 'runtime-logging[loki]'" in str(caught.value)
+        assert "loki_url" in str(caught.value)
+
+    def test_urllib3_not_imported_without_loki(self, tmp_path):
+        """A set-up without Loki does not import its extra."""
+        import subprocess
+
+        code = (
+            "import sys, runtime_logging as r;"
+            "r.configure_logging(env={}, console='off', log_dir='off');"
+            "print('urllib3' in sys.modules)"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+
+        assert result.stdout.strip() == "False"
+
+
+class TestNeverInTheWay:
+    """C13: a hung or dead Loki never blocks the caller; every request times out."""
+
+    @pytest.mark.parametrize("target", ["hung", "closed"])
+    def test_errors_return_and_counts_close(self, target):
+        """1000 log.error calls return; at shutdown all 1000 are accounted for."""
+        listener = None
+        if target == "hung":
+            listener, port = hung_listener()
+        else:
+            port = closed_port()
+        service = _configure(
+            f"http://127.0.0.1:{port}",
+            loki_connect_timeout=0.2,
+            loki_read_timeout=0.2,
+            shutdown_timeout=1.0,
+        )
+        sink = service.sink("loki")
+        log = service.get_logger()
+        for number in range(1000):
+            log.error("failed", number=number)
+
+        # Requests end by their own timeouts: failures pile up, none hangs.
+        deadline = time.monotonic() + 10
+        while sink.failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.shutdown()
+        if listener is not None:
+            listener.close()
+
+        assert sink.failures >= 2
+        assert (sink.delivered, sink.dropped) == (0, 1000)
