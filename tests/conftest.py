@@ -6,16 +6,12 @@ import pytest
 
 # The plugin is loaded here rather than from its entry point, so that the
 # package is imported after coverage has started.
-pytest_plugins = ["runtime_logging.testing"]
+pytest_plugins = ["runtime_logging.testing", "pytester"]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_logging():
-    from runtime_logging.testing import shutdown_logging
-
-    shutdown_logging()
-    yield
-    shutdown_logging()
+def _fresh_logging(reset_logging):
+    """Every test starts and ends with logging as a fresh process has it."""
 
 
 class LogFile:

@@ -4,8 +4,14 @@ import logging
 
 import pytest
 
-from runtime_logging import ConfigurationError, configure_logging, get_logger
+from runtime_logging import (
+    ConfigurationError,
+    configure_logging,
+    get_logger,
+    get_service,
+)
 from runtime_logging.ratelimit import SUMMARY_EVENT, RateLimiter
+from runtime_logging.testing import capturing
 
 
 class FakeClock:
@@ -204,37 +210,24 @@ class TestInThePipeline:
 
     def test_off_by_default(self, capture_events):
         """`rate_limit` 0 means no limiter and no cost."""
-        from runtime_logging import get_service
-
         assert get_service().rate_limiter is None
 
     def test_structlog_and_stdlib_are_limited_and_summarised(self):
         """A flood from both APIs: the burst, then one summary each at flush."""
-        from runtime_logging.testing import CaptureSink
+        with capturing(rate_limit=0.001, rate_limit_burst=5) as sink:
+            for number in range(100):
+                get_logger("app").info("Cache miss", key=number, token="t0k")
+                logging.getLogger("lib").warning("retrying")
+            limiter = get_service().rate_limiter
+            assert len(sink.find("Cache miss")) == 5
+            assert len(sink.find("retrying")) == 5
+            sink.assert_not_logged(SUMMARY_EVENT)
 
-        sink = CaptureSink()
-        service = configure_logging(
-            env={},
-            console="off",
-            log_dir="off",
-            handle_signals=False,
-            rate_limit=0.001,
-            rate_limit_burst=5,
-            sinks=[sink],
+        assert limiter.suppressed == 190
+        sink.assert_logged(SUMMARY_EVENT, suppressed_event="Cache miss", suppressed=95)
+        sink.assert_logged(
+            SUMMARY_EVENT, level="warning", suppressed_event="retrying", suppressed=95
         )
-        for number in range(100):
-            get_logger("app").info("Cache miss", key=number, token="t0k")
-            logging.getLogger("lib").warning("retrying")
-        service.flush()
-
-        assert len(sink.find("Cache miss")) == 5
-        assert len(sink.find("retrying")) == 5
-        summaries = {
-            f["suppressed_event"]: f for f in sink.fields if f["event"] == SUMMARY_EVENT
-        }
-        assert summaries["Cache miss"]["suppressed"] == 95
-        assert summaries["retrying"]["level"] == "warning"
-        assert service.rate_limiter.suppressed == 190
         assert b"t0k" not in b"".join(sink.lines)
 
     @pytest.mark.parametrize(
