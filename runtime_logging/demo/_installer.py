@@ -1,0 +1,431 @@
+"""The installer: fetch the manifest, download what the cache lacks, unpack.
+
+The service's own code, logging through structlog: every call passes the
+same pipeline as urllib3's stdlib records and the cache's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import random
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import urllib3
+
+from runtime_logging import ContextExecutor, bound_context, get_logger
+from runtime_logging.demo._cache import ModuleCache
+from runtime_logging.demo._resilience import (
+    ChecksumMismatchError,
+    CircuitBreaker,
+    CircuitOpenError,
+    RateLimiter,
+    RateLimitRejectedError,
+    ServerError,
+)
+
+network_log = get_logger("vscode_runtime.network")
+download_log = get_logger("vscode_runtime.downloader")
+installer_log = get_logger("vscode_runtime.installer")
+
+#: What a failed attempt is, for ``errorKind``; anything else is "connection".
+_TIMEOUTS = (urllib3.exceptions.TimeoutError,)
+_RETRYABLE = (urllib3.exceptions.HTTPError, ServerError, ChecksumMismatchError)
+
+
+class InstallationError(Exception):
+    """Some of an installation's modules could not be installed."""
+
+
+class InstallationCancelledError(Exception):
+    """The installation was cancelled before all its modules were installed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestEntry:
+    """What the manifest says of one module."""
+
+    name: str
+    version: str
+    size_bytes: int
+    sha256: str
+    url: str
+    max_age: float
+
+
+class ServiceClient:
+    """HTTP to the module service: one attempt at a time, logged, with retries."""
+
+    def __init__(
+        self,
+        base_url: str,
+        breakers: dict[str, CircuitBreaker],
+        *,
+        attempts: int = 4,
+        backoff_seconds: float = 0.05,
+        connect_timeout: float = 0.5,
+        read_timeout: float = 0.25,
+        seed: int = 0,
+    ) -> None:
+        """Talk to *base_url*, each service behind its breaker in *breakers*."""
+        self.base_url = base_url
+        self.breakers = breakers
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+        self._jitter = random.Random(seed)  # noqa: S311 - jitter, not a secret
+        self._jitter_lock = threading.Lock()
+        # Retries are ours, so that each attempt is seen and logged; urllib3's
+        # pool keeps its default size, as most services leave it.
+        self.http = urllib3.PoolManager(
+            retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        )
+
+    def get(
+        self,
+        service: str,
+        path: str,
+        check: Callable[[bytes], None] | None = None,
+    ) -> bytes:
+        """The body of *path*, retried with back-off; *check* may reject it."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                body = self._attempt(service, path, attempt)
+                if check is not None:
+                    check(body)
+            except (*_RETRYABLE, CircuitOpenError) as error:
+                # An open circuit fails fast; a half-open one is busy testing
+                # the service, which is worth waiting for.
+                fail_fast = isinstance(error, CircuitOpenError) and not (
+                    error.trial_in_flight
+                )
+                if fail_fast or attempt == self.attempts:
+                    raise
+                delay = self._delay(attempt)
+                network_log.info(
+                    "Retrying request",
+                    service=service,
+                    attempt=attempt + 1,
+                    delaySeconds=delay,
+                )
+                time.sleep(delay)
+            else:
+                return body
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.http.clear()
+
+    def _attempt(self, service: str, path: str, attempt: int) -> bytes:
+        breaker = self.breakers[service]
+        breaker.before_request()
+        start = time.perf_counter()
+        status: int | None = None
+        try:
+            response = self.http.request("GET", self.base_url + path)
+            status = response.status
+            _raise_for_status(service, status)
+        except (urllib3.exceptions.HTTPError, ServerError) as error:
+            self._report(service, "failure", status, start)
+            kind = (
+                "5xx"
+                if isinstance(error, ServerError)
+                else "timeout"
+                if isinstance(error, _TIMEOUTS)
+                else "connection"
+            )
+            network_log.warning(
+                "Network error",
+                service=service,
+                errorKind=kind,
+                attempt=attempt,
+                exc_info=error,
+            )
+            breaker.record_failure()
+            raise
+        self._report(service, "success", status, start)
+        breaker.record_success()
+        return response.data
+
+    def _report(
+        self, service: str, status: str, status_code: int | None, start: float
+    ) -> None:
+        fields: dict[str, Any] = {"service": service, "status": status}
+        if status_code is not None:
+            fields["statusCode"] = status_code
+        fields["durationSeconds"] = round(time.perf_counter() - start, 6)
+        network_log.debug("Network request", **fields)
+
+    def _delay(self, attempt: int) -> float:
+        with self._jitter_lock:
+            jitter: float = self._jitter.uniform(0.5, 1.5)
+        return round(self.backoff_seconds * 2.0 ** (attempt - 1) * jitter, 3)
+
+
+class Installer:
+    """Installs modules: manifest, cache, downloads, checksums, unpacking."""
+
+    def __init__(
+        self,
+        client: ServiceClient,
+        cache: ModuleCache,
+        limiter: RateLimiter,
+        install_root: Path,
+    ) -> None:
+        """Install into *install_root* what *client* serves, through *cache*."""
+        self.client = client
+        self.cache = cache
+        self.limiter = limiter
+        self.install_root = install_root
+        self._workers = ContextExecutor(
+            max_workers=limiter.max_active + limiter.max_queued,
+            thread_name_prefix="download",
+        )
+
+    def close(self) -> None:
+        """Stop the download workers and close connections."""
+        self._workers.shutdown(wait=True)
+        self.client.close()
+
+    def install(
+        self,
+        installation_id: str,
+        modules: list[str],
+        trigger: str,
+        on_installed: Callable[[str], None] | None = None,
+    ) -> str:
+        """Install *modules*; returns the status ("success", "failure", "cancelled").
+
+        *on_installed* is called after each module (a user may cancel then,
+        by raising `InstallationCancelledError` from it).
+        """
+        start = time.perf_counter()
+        outcome = _Outcome(on_installed)
+        with bound_context(installationId=installation_id):
+            installer_log.info(
+                "Installation started",
+                {
+                    "installationId": installation_id,
+                    "moduleCount": len(modules),
+                    "trigger": trigger,
+                },
+            )
+            fields = {
+                "installationId": installation_id,
+                "moduleCount": len(modules),
+            }
+            try:
+                self._install(installation_id, modules, outcome)
+            except InstallationCancelledError:
+                installer_log.info(
+                    "Installation finished",
+                    status="cancelled",
+                    durationSeconds=_since(start),
+                    modulesInstalled=outcome.installed,
+                    **fields,
+                )
+                status = "cancelled"
+            except Exception:
+                installer_log.exception(
+                    "Installation finished",
+                    status="failure",
+                    durationSeconds=_since(start),
+                    modulesInstalled=outcome.installed,
+                    **fields,
+                )
+                status = "failure"
+            else:
+                installer_log.info(
+                    "Installation finished",
+                    status="success",
+                    durationSeconds=_since(start),
+                    modulesInstalled=outcome.installed,
+                    **fields,
+                )
+                status = "success"
+            self.cache.log_state()
+        return status
+
+    def _install(
+        self, installation_id: str, modules: list[str], outcome: _Outcome
+    ) -> None:
+        manifest = self._manifest()
+        entries = [manifest[name] for name in modules]
+        missing = []
+        for entry in entries:
+            data = self.cache.get(entry.name, entry.sha256)
+            if data is None:
+                missing.append(entry)
+            else:
+                self._unpack(installation_id, entry, data, outcome)
+                outcome.raise_if_cancelled()
+        while missing:
+            missing = self._download_batch(installation_id, missing, outcome)
+        if outcome.failures:
+            name, first = outcome.failures[0]
+            raise InstallationError(
+                f"{len(outcome.failures)} of {len(entries)} modules failed, "
+                f"first {name!r}"
+            ) from first
+
+    def _manifest(self) -> dict[str, ManifestEntry]:
+        self.limiter.reserve("manifest")
+        with self.limiter.active():
+            body = self.client.get("manifest", "/manifest.json")
+        entries = (
+            ManifestEntry(
+                m["name"],
+                m["version"],
+                m["sizeBytes"],
+                m["sha256"],
+                m["url"],
+                m["maxAgeSeconds"],
+            )
+            for m in json.loads(body)["modules"]
+        )
+        return {entry.name: entry for entry in entries}
+
+    def _download_batch(
+        self, installation_id: str, entries: list[ManifestEntry], outcome: _Outcome
+    ) -> list[ManifestEntry]:
+        # Every reservation is made before any download starts, so the queue
+        # is full at the same point on every run.
+        admitted, rejected = [], []
+        for entry in entries:
+            try:
+                self.limiter.reserve("download")
+            except RateLimitRejectedError:
+                rejected.append(entry)
+            else:
+                admitted.append(entry)
+        futures: list[Future[None]] = [
+            self._workers.submit(self._download, installation_id, entry, outcome)
+            for entry in admitted
+        ]
+        # Every worker ends before the installation does, so no line of it
+        # comes after its "Installation finished".
+        for future in futures:
+            future.result()
+        outcome.raise_if_cancelled()
+        return rejected
+
+    def _download(
+        self, installation_id: str, entry: ManifestEntry, outcome: _Outcome
+    ) -> None:
+        with self.limiter.active(), bound_context(module=entry.name):
+            if outcome.cancelled:
+                return
+            start = time.perf_counter()
+            fields = {"installationId": installation_id, "module": entry.name}
+            try:
+                data = self.client.get(
+                    "download",
+                    entry.url,
+                    lambda body: _verify(installation_id, entry, body),
+                )
+            except Exception as error:
+                download_log.exception(
+                    "Download finished",
+                    status="failure",
+                    sizeBytes=0,
+                    durationSeconds=_since(start),
+                    **fields,
+                )
+                outcome.failed(entry.name, error)
+                return
+            download_log.info(
+                "Download finished",
+                status="success",
+                sizeBytes=len(data),
+                durationSeconds=_since(start),
+                **fields,
+            )
+        self.cache.put(entry.name, entry.sha256, data, entry.max_age)
+        self._unpack(installation_id, entry, data, outcome)
+
+    def _unpack(
+        self,
+        installation_id: str,
+        entry: ManifestEntry,
+        data: bytes,
+        outcome: _Outcome,
+    ) -> None:
+        if outcome.cancelled:
+            return
+        target = self.install_root / installation_id
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            for member in archive.getmembers():
+                name = PurePosixPath(member.name)
+                # Only plain files under the module's own folder are written.
+                if not member.isfile() or name.is_absolute() or ".." in name.parts:
+                    continue
+                source = archive.extractfile(member)
+                if source is None:
+                    continue
+                path = target.joinpath(*name.parts)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(source.read())
+        outcome.module_installed(entry.name)
+
+
+class _Outcome:
+    """What happened to an installation's modules, shared by its workers."""
+
+    def __init__(self, on_installed: Callable[[str], None] | None) -> None:
+        self.installed = 0
+        self.failures: list[tuple[str, BaseException]] = []
+        self.cancelled = False
+        self._on_installed = on_installed
+        self._lock = threading.Lock()
+
+    def module_installed(self, name: str) -> None:
+        with self._lock:
+            self.installed += 1
+        if self._on_installed is not None:
+            try:
+                self._on_installed(name)
+            except InstallationCancelledError:
+                self.cancelled = True
+
+    def failed(self, name: str, error: BaseException) -> None:
+        with self._lock:
+            self.failures.append((name, error))
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise InstallationCancelledError
+
+
+def _verify(installation_id: str, entry: ManifestEntry, body: bytes) -> None:
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != entry.sha256:
+        download_log.error(
+            "Checksum mismatch",
+            installationId=installation_id,
+            module=entry.name,
+            expected=entry.sha256,
+            actual=actual,
+            errorType="domain",
+        )
+        raise ChecksumMismatchError(
+            f"{entry.name} {entry.version}: SHA-256 {actual} is not the "
+            f"manifest's {entry.sha256}"
+        )
+
+
+def _raise_for_status(service: str, status: int) -> None:
+    if status >= 500:
+        raise ServerError(service, status)
+
+
+def _since(start: float) -> float:
+    return round(time.perf_counter() - start, 6)

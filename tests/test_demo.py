@@ -1,0 +1,268 @@
+"""The demo: the reference workload on real HTTP, and what it leaves in the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from runtime_logging.demo import run_demo
+from runtime_logging.errors import ConfigurationError
+from runtime_logging.schema import STANDARD_KEYS, field_key
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "runtime_logging" / "log-line.schema.json").read_text())
+LEVEL_WORDS = re.compile(r"\b(debug|info|warning|error|critical)\b")
+
+
+def _documented_events():
+    """The README's table "The demo's events": name, logger, levels, fields."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### The demo's events", 1)[1]
+    events = {}
+    for row in re.findall(r"^\| `([^`]+)` \|(.*)$", section, flags=re.MULTILINE):
+        name, rest = row
+        logger, levels, fields = (cell.strip() for cell in rest.split("|")[:3])
+        allowed = {}
+        previous = None
+        for part in re.split(r",\s*(?![^()]*\))", fields):
+            match = re.match(r"(\w+)(?: \((.*)\))?", part.strip())
+            field, note = match.group(1), match.group(2) or ""
+            values = re.findall(r'"([^"]+)"', note)
+            if note == "same":
+                values = previous
+            allowed[field] = set(values) if values else None
+            previous = values
+        events[name] = (logger, set(LEVEL_WORDS.findall(levels)), allowed)
+    return events
+
+
+class DemoRun:
+    """One run of the demo in a temporary directory, and its file read back."""
+
+    def __init__(self, root: Path, **settings):
+        self.tmp = root / "tmp"
+        self.tmp.mkdir()
+        options = {
+            "installations": 6,
+            "env": {},
+            "log_dir": str(root / "logs"),
+            "console": "off",
+            "handle_signals": False,
+        }
+        options.update(settings)
+        # The demo's scratch directory goes here, to check that it is removed.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tempfile, "tempdir", str(self.tmp))
+            self.summary = run_demo(**options)
+        self.path = root / "logs" / "app.log"
+        self.lines = [json.loads(line) for line in self.path.read_text().splitlines()]
+
+    def named(self, event):
+        return [line for line in self.lines if line["event"] == event]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return DemoRun(tmp_path_factory.mktemp("demo"))
+
+
+class TestTheFile:
+    def test_every_line_is_valid_in_the_schema(self, demo):
+        """Every line is a JSON object valid in schema 1.0, standard keys first."""
+        for line in demo.lines:
+            jsonschema.validate(line, SCHEMA)
+            assert list(line)[: len(STANDARD_KEYS)] == list(STANDARD_KEYS)
+
+    def test_records_of_the_toolkit_and_of_urllib3(self, demo):
+        """The installer's structlog events and urllib3's stdlib records share it."""
+        loggers = Counter(line["logger"] for line in demo.lines)
+
+        assert loggers["vscode_runtime.installer"] == 2 * 6
+        urllib3 = [line for line in demo.lines if line["logger"].startswith("urllib3")]
+        assert any(
+            line["event"].startswith("Starting new HTTP connection")
+            and line["level"] == "debug"
+            for line in urllib3
+        )
+        assert {line["service"] for line in urllib3} == {"vscode_runtime"}
+
+    def test_exceptions_from_both_apis_are_structured(self, demo):
+        """Failures carry real exceptions: from structlog, and from stdlib logging."""
+        failed_download = next(
+            line for line in demo.named("Download finished") if "exception" in line
+        )
+        cache_full = demo.named("Cache write failed")[0]
+
+        assert failed_download["level"] == "error"
+        assert failed_download["exception"]["frames"]
+        assert cache_full["exception"]["type"] == "OSError"
+        assert "No space left on device" in cache_full["exception"]["message"]
+        assert cache_full["exception"]["frames"][-1]["function"] == "_check_quota"
+        failed = next(
+            line
+            for line in demo.named("Installation finished")
+            if line["status"] == "failure"
+        )
+        assert failed["exception"]["cause"]["frames"]
+
+    @pytest.mark.parametrize("event", sorted(_documented_events()))
+    def test_every_documented_event_appears_with_its_fields(self, demo, event):
+        """Each event of the README's table is logged by its logger with its fields."""
+        logger, levels, fields = _documented_events()[event]
+
+        lines = demo.named(event)
+
+        assert lines, f"{event!r} was never logged"
+        assert {line["logger"] for line in lines} == {logger}
+        assert {line["level"] for line in lines} <= levels
+        for line in lines:
+            for name, allowed in fields.items():
+                key = field_key(name)
+                if name == "statusCode" and line.get("status") == "failure":
+                    continue  # only "when a response came"
+                assert key in line, f"{event!r} lacks {name!r}: {line}"
+                if allowed is not None:
+                    assert line[key] in allowed, (event, name, line[key])
+
+    def test_the_documented_table_is_read(self):
+        """The table parses into the events and allowed values the tests check."""
+        events = _documented_events()
+
+        assert len(events) == 14
+        logger, levels, fields = events["Installation finished"]
+        assert logger == "vscode_runtime.installer"
+        assert levels == {"info", "error"}
+        assert fields["status"] == {"success", "failure", "cancelled"}
+        assert events["Circuit breaker state changed"][2]["to"] == {
+            "closed",
+            "open",
+            "half_open",
+        }
+
+    def test_statuses_and_faults(self, demo):
+        """The run meets every kind of fault and ends in every status."""
+        statuses = Counter(
+            line["status"] for line in demo.named("Installation finished")
+        )
+        kinds = {line["errorKind"] for line in demo.named("Network error")}
+        changes = {
+            (line["from"], line["to"])
+            for line in demo.named("Circuit breaker state changed")
+        }
+
+        assert set(statuses) == {"success", "failure", "cancelled"}
+        assert kinds == {"timeout", "connection", "5xx"}
+        assert {("closed", "open"), ("open", "half_open")} <= changes
+        assert demo.named("Checksum mismatch")[0]["errorType"] == "domain"
+        assert set(demo.summary.faults) == {"timeout", "reset", "5xx", "corrupt"}
+
+    def test_nothing_is_left_but_the_log(self, demo):
+        """The cache and the installed modules are removed at the end."""
+        assert list(demo.tmp.iterdir()) == []
+
+
+class TestSummary:
+    def test_counts_equal_the_file(self, demo):
+        """Every count of the summary is what the file holds."""
+        summary = demo.summary
+        finished = demo.named("Installation finished")
+        lookups = Counter(line["result"] for line in demo.named("Cache lookup"))
+        errors = Counter(
+            line["level"]
+            for line in demo.lines
+            if line["level"] in {"warning", "error", "critical"}
+        )
+
+        assert summary.lines_written == len(demo.lines)
+        assert summary.installations == Counter(line["status"] for line in finished)
+        assert summary.downloads == Counter(
+            line["status"] for line in demo.named("Download finished")
+        )
+        assert (summary.cache_hits, summary.cache_misses) == (
+            lookups["hit"],
+            lookups["miss"],
+        )
+        assert summary.errors == errors
+        assert summary.urllib3_lines == sum(
+            line["logger"].startswith("urllib3") for line in demo.lines
+        )
+        assert summary.log_file == demo.path
+
+    def test_render_names_each_count(self, demo):
+        """The printed summary shows the counts a person looks for."""
+        text = demo.summary.render()
+
+        assert f"{demo.summary.installations['success']} success" in text
+        assert f"{demo.summary.cache_hits} hits" in text
+        assert f"lines written: {len(demo.lines)}" in text
+
+
+class TestSettings:
+    def test_settings_pass_through_and_level_is_respected(self, tmp_path):
+        """Settings reach the pipeline; RUNTIME_LOGGING_LEVEL beats the demo's level."""
+        run = DemoRun(
+            tmp_path,
+            installations=2,
+            env={"RUNTIME_LOGGING_LEVEL": "info"},
+            service="installer-test",
+        )
+
+        assert {line["service"] for line in run.lines} == {"installer-test"}
+        assert "debug" not in {line["level"] for line in run.lines}
+        assert (run.summary.cache_hits, run.summary.cache_misses) == (0, 0)
+        assert run.summary.lines_written == len(run.lines)
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"installations": 0}, "`installations` is 0"),
+            ({"capture_stdlib": False}, "`capture_stdlib` is False"),
+            ({"level": "loud"}, "`level` is 'loud'"),
+        ],
+    )
+    def test_bad_settings_fail_before_anything_runs(self, tmp_path, options, message):
+        """A bad setting is a ConfigurationError naming it; no file is written."""
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            run_demo(env={}, log_dir=str(tmp_path / "logs"), console="off", **options)
+
+        assert not (tmp_path / "logs").exists()
+
+
+class TestCommand:
+    def test_make_demo_command(self, tmp_path):
+        """`runtime-logging demo --log-dir logs` prints the summary, leaves the log."""
+        result = subprocess.run(
+            [sys.executable, "-m", "runtime_logging", "demo", "--log-dir", "logs"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={
+                **{k: v for k, v in os.environ.items() if "RUNTIME_LOGGING" not in k},
+                "NO_COLOR": "1",
+            },
+        )
+
+        assert result.returncode == 0, result.stderr
+        lines = (tmp_path / "logs" / "app.log").read_text().splitlines()
+        assert f"lines written: {len(lines)} to logs/app.log" in result.stdout
+        counts = re.search(
+            r"installations: (\d+) success, (\d+) failure, (\d+) cancelled",
+            result.stdout,
+        )
+        assert sum(map(int, counts.groups())) == 12
+        # The console shows info and up; the file has the debug lines too.
+        assert " INFO " in result.stderr
+        assert " DEBUG " not in result.stderr
+        assert any(json.loads(line)["level"] == "debug" for line in lines)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
