@@ -49,10 +49,20 @@ class LogEvent:
 
     ``fields`` is the ordered, redacted mapping that becomes the JSON line;
     ``exc_info`` is the original exception for sinks that need the object
-    (Sentry); ``json_line`` is rendered once and shared by every sink.
+    (Sentry); ``template`` is the message before its ``%`` arguments were
+    applied, when it had any; ``json_line`` is rendered once and shared by
+    every sink.
     """
 
-    __slots__ = ("_line", "exc_info", "fields", "level", "logger", "time_ns")
+    __slots__ = (
+        "_line",
+        "exc_info",
+        "fields",
+        "level",
+        "logger",
+        "template",
+        "time_ns",
+    )
 
     def __init__(
         self,
@@ -61,6 +71,7 @@ class LogEvent:
         logger: str,
         time_ns: int,
         exc_info: ExcInfo | None,
+        template: str | None = None,
     ) -> None:
         """Hold the finished event; its JSON line is rendered on first use."""
         self.fields = fields
@@ -68,12 +79,18 @@ class LogEvent:
         self.logger = logger
         self.time_ns = time_ns
         self.exc_info = exc_info
+        self.template = template
         self._line: bytes | None = None
 
     @property
     def event(self) -> str:
         """The event name or message."""
         return str(self.fields.get("event", ""))
+
+    @property
+    def name(self) -> str:
+        """What the event is, without the ids of one occurrence: the template."""
+        return self.template if self.template is not None else self.event
 
     @property
     def json_line(self) -> bytes:
@@ -187,13 +204,15 @@ class Pipeline:
             if self.logger_levels and not self.enabled_for(logger, level):
                 return
             message = "" if event is None else str(event)
+            template = None
             if args:
+                template = message
                 message = _apply_args(message, args, kw)
             context = _context_var.get()
             fields = {**context, **bound, **kw} if context or bound else kw
             exc_info = resolve_exc_info(fields.pop("exc_info", None))
             done = self._process(
-                logger, level, time.time_ns(), message, fields, exc_info
+                logger, level, time.time_ns(), message, fields, exc_info, template
             )
         except DropEvent:
             return
@@ -229,8 +248,15 @@ class Pipeline:
                 fields["stack"] = record.stack_info
             exc_info = resolve_exc_info(record.exc_info)
             time_ns = int(record.created * 1_000_000_000)
+            template = str(record.msg) if record.args else None
             return self._process(
-                record.name, record.levelno, time_ns, message, fields, exc_info
+                record.name,
+                record.levelno,
+                time_ns,
+                message,
+                fields,
+                exc_info,
+                template,
             )
         except DropEvent:
             return None
@@ -246,6 +272,7 @@ class Pipeline:
         message: str,
         fields: dict[str, Any],
         exc_info: ExcInfo | None,
+        template: str | None = None,
     ) -> LogEvent | None:
         hooks = self._hooks if self._any_hooks else None
         if hooks and hooks["context"]:
@@ -271,7 +298,7 @@ class Pipeline:
             if limited is None:
                 return None
             event = limited
-        return LogEvent(event, level, logger, time_ns, exc_info)
+        return LogEvent(event, level, logger, time_ns, exc_info, template)
 
     def _standard_fields(
         self,

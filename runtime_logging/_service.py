@@ -26,6 +26,7 @@ from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.sinks import SinkHealth
 from runtime_logging.sinks.console import ConsoleSink
 from runtime_logging.sinks.file import FileSink
+from runtime_logging.sinks.sentry import BeforeSend, SentrySink, require_sentry_sdk
 
 _lock = threading.RLock()
 _active_service: LoggingService | None = None
@@ -196,7 +197,12 @@ def _call(sink: Sink, method: str, *args: object) -> None:
         function(*args)
 
 
-def _build_sinks(settings: Settings, extra: Iterable[Sink]) -> list[Sink]:
+def _build_sinks(
+    settings: Settings,
+    extra: Iterable[Sink],
+    redact: RedactionPolicy,
+    sentry_before_send: BeforeSend | None = None,
+) -> list[Sink]:
     sinks: list[Sink] = []
     if settings.console != "off":
         sinks.append(ConsoleSink(style=settings.console, color=settings.color))
@@ -204,6 +210,8 @@ def _build_sinks(settings: Settings, extra: Iterable[Sink]) -> list[Sink]:
         sinks.append(_file_sink(settings, settings.log_path))
     if settings.loki_url:
         sinks.append(_loki_sink(settings))
+    if settings.sentry_dsn:
+        sinks.append(SentrySink(settings, redact, sentry_before_send))
     sinks.extend(extra)
     return sinks
 
@@ -282,6 +290,7 @@ def configure_logging(
     env: Mapping[str, str] | None = None,
     sinks: Iterable[Sink] = (),
     processors: Mapping[str, Iterable[Processor]] | None = None,
+    sentry_before_send: BeforeSend | None = None,
     **settings: Any,
 ) -> LoggingService:
     """Set up logging for the process and return its `LoggingService`.
@@ -292,6 +301,8 @@ def configure_logging(
         sinks: more sinks to deliver to, after the configured ones.
         processors: structlog-style processors by hook point
             (``context``, ``fields``, ``exception``).
+        sentry_before_send: the application's own sentry-sdk ``before_send``,
+            called with each event after redaction and the tags.
         settings: any setting by name, e.g. ``level="debug"``, ``log_dir="logs"``.
 
     Returns:
@@ -304,11 +315,18 @@ def configure_logging(
     resolved = load_settings(config_file, env, **settings)
     hooks = _check_processors(processors)
     extra = _check_sinks(sinks)
+    if resolved.sentry_dsn:
+        require_sentry_sdk()
+    if sentry_before_send is not None and not callable(sentry_before_send):
+        raise ConfigurationError(
+            f"`sentry_before_send` is {sentry_before_send!r}, which is not "
+            "callable; pass a function (event, hint) -> event or None."
+        )
     with _lock:
         if _active_service is not None:
             _active_service.shutdown()
-        built = _build_sinks(resolved, extra)
         redact = RedactionPolicy(resolved.redact_keys, resolved.redact_keys_allow)
+        built = _build_sinks(resolved, extra, redact, sentry_before_send)
         limiter = RateLimiter.from_settings(resolved)
         pipeline = Pipeline(resolved, built, hooks, redact=redact, rate_limit=limiter)
         if limiter is not None:

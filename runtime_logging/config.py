@@ -305,6 +305,20 @@ class Settings:
     traces_sample_rate: float = _setting(0.1, _parse_rate, "Sentry traces rate")
     profiles_sample_rate: float = _setting(0.1, _parse_rate, "Sentry profiles rate")
     sentry_tags: dict[str, str] = _setting({}, _parse_mapping, "extra Sentry tags")
+    sentry_event_level: str = _setting(
+        "error", _parse_level, "lowest level sent to Sentry as an event"
+    )
+    sentry_breadcrumb_level: str = _setting(
+        "info", _parse_level, "lowest level kept as a Sentry breadcrumb"
+    )
+    sentry_logs: bool = _setting(False, _parse_bool, "Sentry structured logs")
+    sentry_logs_level: str = _setting(
+        "info", _parse_level, "lowest level sent as a Sentry log"
+    )
+    sentry_connect_timeout: float = _setting(
+        2.0, parse_duration, "Sentry connect timeout"
+    )
+    sentry_read_timeout: float = _setting(5.0, parse_duration, "Sentry read timeout")
     loki_url: str = _setting("", _parse_url, "Loki base URL ('' is off)")
     loki_labels: tuple[str, ...] = _setting(
         ("service", "environment", "level"), _parse_loki_labels, "Loki stream labels"

@@ -1,0 +1,409 @@
+"""Sentry: errors as events, what led to them as breadcrumbs, all redacted.
+
+Delivery contract:
+
+- ``ERROR`` and above (``sentry_event_level``) become Sentry events, with the
+  event's fields as extra data and the exception as Sentry's exception;
+  they are grouped by the event's name (its message before ``%``
+  arguments), not by the rendered text with the ids of one occurrence in it.
+  ``INFO`` and above (``sentry_breadcrumb_level``) become breadcrumbs of the
+  caller's scope, so the next event of the same request carries them. With
+  ``sentry_logs`` on, events at ``sentry_logs_level`` and above are also sent
+  as Sentry structured logs.
+- One exception gives one Sentry event, however many paths see it (logged
+  through structlog and stdlib, logged and then uncaught, captured by
+  sentry-sdk itself): the exception object is marked when it is first sent.
+- The caller's thread only adds breadcrumbs and copies its Sentry scopes;
+  building the event (frames, serialization, the hooks) happens on this
+  sink's background thread behind a bounded queue, and sentry-sdk's own
+  transport sends from its worker thread with explicit connect and read
+  timeouts. A full queue drops and counts; nothing waits for the network.
+- Everything sentry-sdk sends goes through the same `RedactionPolicy` as the
+  files: events and transactions (request data, headers, cookies, query
+  strings, extra, contexts, breadcrumbs, frames' variables), breadcrumbs,
+  including those sentry-sdk records on its own, and logs.
+- sentry-sdk's own logger (``sentry_sdk.errors``) and the HTTP client it uses
+  never reach the pipeline; sentry-sdk writes its reports to stderr itself
+  when its ``debug`` option (``SENTRY_DEBUG``) is on.
+- ``close()`` drains the queue and sentry-sdk's transport within its timeout.
+
+``sentry_sdk`` is imported only when a sink is made, that is when a DSN is
+configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from runtime_logging._pipeline import LogEvent, internal_thread, level_name
+from runtime_logging.config import LEVELS, Settings
+from runtime_logging.errors import MissingExtraError
+from runtime_logging.redaction import RedactionPolicy
+from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, TRAILING_KEYS
+from runtime_logging.sinks._queue import QueuedSink
+
+if TYPE_CHECKING:
+    from sentry_sdk.scope import Scope
+
+#: An application's own hook: ``(event, hint) -> event or None``, as sentry-sdk's.
+BeforeSend = Callable[[dict[str, Any], dict[str, Any]], "dict[str, Any] | None"]
+
+#: Set on an exception once an event for it was sent.
+SEEN_ATTRIBUTE = "__runtime_logging_sentry_sent__"
+
+#: The logger sentry-sdk reports its own failures on.
+SDK_LOGGER = "sentry_sdk.errors"
+
+_FROM_PIPELINE = "runtime_logging"
+_NOT_EXTRA = frozenset(STANDARD_KEYS + TRACE_KEYS + TRAILING_KEYS)
+_PLATFORMS = {"darwin": "macos", "win32": "windows", "cygwin": "windows"}
+_LOG_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warning": "warning",
+    "error": "error",
+    "critical": "fatal",
+}
+
+
+def require_sentry_sdk(setting: str = "sentry_dsn") -> None:
+    """Raise `MissingExtraError` naming *setting* when sentry-sdk is missing."""
+    try:
+        import sentry_sdk  # noqa: F401, PLC0415 - loaded only when a DSN is set
+    except ImportError:
+        raise MissingExtraError(setting, "sentry", "sentry-sdk") from None
+
+
+def platform_name() -> str:
+    """The operating system as the ``platform`` tag names it: linux, macos, ..."""
+    return _PLATFORMS.get(sys.platform, sys.platform)
+
+
+def _first_sighting(error: BaseException) -> bool:
+    """Whether *error* is seen for the first time; marks it seen."""
+    if getattr(error, SEEN_ATTRIBUTE, False):
+        return False
+    # An exception that refuses attributes is sent each time it is seen.
+    with contextlib.suppress(Exception):
+        setattr(error, SEEN_ATTRIBUTE, True)
+    return True
+
+
+class _Capture(LogEvent):
+    """An event to send, with copies of the caller's Sentry scopes."""
+
+    __slots__ = ("isolation", "original", "scope")
+
+    def __init__(self, event: LogEvent, isolation: Scope, scope: Scope) -> None:
+        super().__init__(
+            event.fields,
+            event.level,
+            event.logger,
+            event.time_ns,
+            event.exc_info,
+            event.template,
+        )
+        self.original = event
+        self.isolation = isolation
+        self.scope = scope
+
+    @property
+    def json_line(self) -> bytes:
+        """The original event's line, rendered once for every sink."""
+        return self.original.json_line
+
+
+class SentrySink(QueuedSink):
+    """Sends errors, breadcrumbs and logs to Sentry; see the module."""
+
+    name = "sentry"
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: RedactionPolicy | None = None,
+        before_send: BeforeSend | None = None,
+    ) -> None:
+        """Initialise sentry-sdk from *settings*; *before_send* runs after ours.
+
+        Raises:
+            MissingExtraError: sentry-sdk is not installed.
+        """
+        require_sentry_sdk()
+        self.event_level = LEVELS[settings.sentry_event_level]
+        self.breadcrumb_level = LEVELS[settings.sentry_breadcrumb_level]
+        self.logs_level = (
+            LEVELS[settings.sentry_logs_level] if settings.sentry_logs else 100
+        )
+        super().__init__(
+            max_entries=settings.queue_size,
+            batch_entries=1,
+            batch_interval=1.0,
+            min_level=min(self.event_level, self.breadcrumb_level, self.logs_level),
+        )
+        self.settings = settings
+        self.policy = policy or RedactionPolicy(
+            settings.redact_keys, settings.redact_keys_allow
+        )
+        self.tags = {
+            "component": settings.service,
+            "platform": platform_name(),
+            "service": settings.service,
+            "host": socket.gethostname(),
+            **settings.sentry_tags,
+        }
+        self._user_before_send = before_send
+        self._sdk_logger_propagates: bool | None = None
+        self.client = self._init_sdk()
+
+    # Set-up and tear-down of sentry-sdk.
+
+    def _init_sdk(self) -> Any:
+        import sentry_sdk  # noqa: PLC0415 - only a configured DSN loads the SDK
+        from sentry_sdk.integrations.atexit import (  # noqa: PLC0415
+            AtexitIntegration,
+        )
+        from sentry_sdk.integrations.logging import (  # noqa: PLC0415
+            LoggingIntegration,
+        )
+
+        settings = self.settings
+        self._quiet_sdk_logger()
+        options: dict[str, Any] = {
+            "dsn": settings.sentry_dsn,
+            "environment": settings.environment,
+            "release": settings.release,
+            "server_name": self.tags["host"],
+            "traces_sample_rate": settings.traces_sample_rate,
+            "profiles_sample_rate": settings.profiles_sample_rate,
+            "shutdown_timeout": settings.shutdown_timeout,
+            "include_local_variables": settings.include_locals,
+            "enable_logs": settings.sentry_logs,
+            # The pipeline feeds Sentry itself: sentry-sdk's logging
+            # integration would see every stdlib record a second time, and
+            # its atexit hook would close the client before this sink drains.
+            "disabled_integrations": [LoggingIntegration, AtexitIntegration],
+            "transport": _transport_class(
+                settings.sentry_connect_timeout, settings.sentry_read_timeout
+            ),
+            "before_send": self._before_send,
+            "before_send_transaction": self._before_send_transaction,
+            "before_breadcrumb": self._before_breadcrumb,
+            "before_send_log": self._before_send_log,
+        }
+        sentry_sdk.init(**options)
+        return sentry_sdk.get_client()
+
+    def _quiet_sdk_logger(self) -> None:
+        # sentry-sdk reports on stderr itself when its debug option (or
+        # SENTRY_DEBUG) is on; propagated, its reports would loop back here.
+        sdk_logger = logging.getLogger(SDK_LOGGER)
+        self._sdk_logger_propagates = sdk_logger.propagate
+        sdk_logger.propagate = False
+
+    def _restore_sdk_logger(self) -> None:
+        if self._sdk_logger_propagates is not None:
+            logging.getLogger(SDK_LOGGER).propagate = self._sdk_logger_propagates
+            self._sdk_logger_propagates = None
+
+    # The caller's side.
+
+    def emit(self, event: LogEvent) -> None:
+        """Add a breadcrumb or queue an event; log to Sentry when asked."""
+        if event.logger.startswith("sentry_sdk"):
+            return
+        level = event.level
+        if level >= self.event_level:
+            error = event.exc_info[1] if event.exc_info else None
+            if error is None or _first_sighting(error):
+                import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
+
+                super().emit(
+                    _Capture(
+                        event,
+                        sentry_sdk.get_isolation_scope().fork(),
+                        sentry_sdk.get_current_scope().fork(),
+                    )
+                )
+        elif level >= self.breadcrumb_level:
+            self._add_breadcrumb(event)
+        if level >= self.logs_level:
+            self._capture_log(event)
+
+    def _add_breadcrumb(self, event: LogEvent) -> None:
+        import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
+
+        sentry_sdk.add_breadcrumb(
+            {
+                "type": "log",
+                "category": event.logger,
+                "level": level_name(event.level),
+                "message": event.event,
+                "data": _own_fields(event.fields),
+                "timestamp": _datetime(event.time_ns),
+            },
+            {_FROM_PIPELINE: True},
+        )
+
+    def _capture_log(self, event: LogEvent) -> None:
+        import sentry_sdk.logger  # noqa: PLC0415 - loaded once the sink exists
+
+        attributes = {
+            f"log.{key}": value for key, value in _own_fields(event.fields).items()
+        }
+        attributes["logger.name"] = event.logger
+        attributes.update(self.tags)
+        send = getattr(sentry_sdk.logger, _LOG_LEVELS[level_name(event.level)])
+        send(event.event, attributes=attributes)
+
+    # The background side.
+
+    def deliver(self, batch: Sequence[LogEvent]) -> int:
+        """Hand each event to sentry-sdk within the scopes its caller had."""
+        import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
+        from sentry_sdk.scope import (  # noqa: PLC0415
+            use_isolation_scope,
+            use_scope,
+        )
+
+        sent = 0
+        for item in batch:
+            if not isinstance(item, _Capture):
+                continue
+            event, hint = self._sentry_event(item)
+            with use_isolation_scope(item.isolation), use_scope(item.scope):
+                sentry_sdk.capture_event(event, hint)
+            sent += 1
+        return sent
+
+    def _sentry_event(self, item: LogEvent) -> tuple[Any, dict[str, Any]]:
+        from sentry_sdk.utils import event_from_exception  # noqa: PLC0415
+
+        event: Any
+        hint: dict[str, Any]
+        if item.exc_info is not None:
+            event, hint = event_from_exception(
+                item.exc_info,
+                client_options=self.client.options,
+                mechanism={"type": "logging", "handled": True},
+            )
+            fingerprint = ["{{ default }}", item.name]
+        else:
+            event, hint = {}, {}
+            fingerprint = [item.name]
+        hint[_FROM_PIPELINE] = True
+        event.update(
+            {
+                "level": "fatal" if item.level >= LEVELS["critical"] else "error",
+                "logger": item.logger,
+                "logentry": {"message": item.name, "formatted": item.event},
+                "extra": _own_fields(item.fields),
+                "fingerprint": fingerprint,
+                "timestamp": _datetime(item.time_ns),
+            }
+        )
+        return event, hint
+
+    # sentry-sdk's hooks.
+
+    def _before_send(
+        self, event: dict[str, Any], hint: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        error = (hint.get("exc_info") or (None, None))[1]
+        # Captured by sentry-sdk itself (uncaught, a thread, the application):
+        # the pipeline may already have sent this exception.
+        if (
+            isinstance(error, BaseException)
+            and not hint.get(_FROM_PIPELINE)
+            and not _first_sighting(error)
+        ):
+            return None
+        event = self._finish(event)
+        if self._user_before_send is not None:
+            return self._user_before_send(event, hint)
+        return event
+
+    def _before_send_transaction(
+        self, event: dict[str, Any], hint: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        del hint
+        return self._finish(event)
+
+    def _before_breadcrumb(
+        self, crumb: dict[str, Any], hint: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if hint.get(_FROM_PIPELINE):
+            return crumb
+        redacted: dict[str, Any] = self.policy.redact_value(crumb)
+        return redacted
+
+    def _before_send_log(
+        self, log: dict[str, Any], hint: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        del hint
+        redacted: dict[str, Any] = self.policy.redact_value(log)
+        return redacted
+
+    def _finish(self, event: dict[str, Any]) -> dict[str, Any]:
+        event = self.policy.redact_value(event)
+        tags = event.get("tags")
+        event["tags"] = {**self.tags, **tags} if isinstance(tags, dict) else self.tags
+        return event
+
+    # Lifecycle.
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send what is queued here and in sentry-sdk, within *timeout*."""
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        super().flush(timeout)
+        self.client.flush(timeout=max(0.001, deadline - time.monotonic()))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain within *timeout*, close sentry-sdk's client and its transport."""
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        super().close(timeout)
+        # The transport's worker may sit in a request to a hung server: it is
+        # a daemon thread, so waiting no longer than the deadline is enough.
+        self.client.close(timeout=max(0.001, deadline - time.monotonic()))
+        self._restore_sdk_logger()
+
+
+def _own_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if key not in _NOT_EXTRA}
+
+
+def _datetime(time_ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(time_ns / 1e9, dt.timezone.utc)
+
+
+def _transport_class(connect_timeout: float, read_timeout: float) -> type[Any]:
+    """sentry-sdk's HTTP transport with explicit timeouts, quiet in the pipeline."""
+    import urllib3  # noqa: PLC0415 - sentry-sdk's own dependency
+    from sentry_sdk.transport import HttpTransport  # noqa: PLC0415
+
+    class TimedHttpTransport(HttpTransport):
+        """Connect and read timeouts of their own, not one 30 s total."""
+
+        def _get_pool_options(self) -> dict[str, Any]:
+            options: dict[str, Any] = super()._get_pool_options()
+            options["timeout"] = urllib3.Timeout(
+                connect=connect_timeout, read=read_timeout
+            )
+            return options
+
+        def _send_envelope(self, envelope: Any) -> None:
+            # Runs on sentry-sdk's worker thread: what urllib3 logs there
+            # (retries, refused connections) must not re-enter the pipeline.
+            internal_thread.active = True
+            super()._send_envelope(envelope)
+
+    return TimedHttpTransport

@@ -1,0 +1,449 @@
+"""The Sentry sink, over the real sentry-sdk HTTP transport and a local server."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import urllib.request
+
+import pytest
+import sentry_sdk
+from sentry_server import SentryServer
+
+from runtime_logging import MissingExtraError, configure_logging
+from runtime_logging.sinks.sentry import SEEN_ATTRIBUTE, platform_name
+from runtime_logging.testing import CaptureSink
+
+
+@pytest.fixture
+def server():
+    server = SentryServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sentry(server):
+    """A set-up sending to the local server, with every event captured too."""
+    for scope in (sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
+        scope.clear_breadcrumbs()
+    capture = CaptureSink()
+
+    def configure(**settings):
+        options = {
+            "env": {},
+            "console": "off",
+            "log_dir": "off",
+            "handle_signals": False,
+            "sentry_dsn": server.dsn,
+            "traces_sample_rate": 1.0,
+            "profiles_sample_rate": 0.0,
+            "sinks": [capture],
+        }
+        options.update(settings)
+        return configure_logging(**options)
+
+    configure.capture = capture
+    return configure
+
+
+def breadcrumbs(event):
+    return event.get("breadcrumbs", {}).get("values", [])
+
+
+class TestWhatGoesWhere:
+    """INFO and WARNING become breadcrumbs, ERROR and CRITICAL events."""
+
+    def test_levels(self, sentry, server):
+        """DEBUG nowhere, INFO/WARNING as breadcrumbs of the next error event."""
+        service = sentry(level="debug")
+        log = service.get_logger("install")
+
+        log.debug("cache probe")
+        log.info("Installation started", installationId="i-1", moduleCount=3)
+        log.warning("slow mirror", seconds=4.5)
+        log.error("Installation failed", installationId="i-1")
+        service.flush()
+
+        [event] = server.events
+        assert event["level"] == "error"
+        assert event["logentry"]["formatted"] == "Installation failed"
+        crumbs = [(b["level"], b["message"]) for b in breadcrumbs(event)]
+        assert crumbs == [("info", "Installation started"), ("warning", "slow mirror")]
+        assert breadcrumbs(event)[0]["data"] == {
+            "installationId": "i-1",
+            "moduleCount": 3,
+        }
+        assert breadcrumbs(event)[0]["category"] == "install"
+
+    def test_critical_is_fatal(self, sentry, server):
+        """CRITICAL is a fatal event."""
+        service = sentry()
+
+        service.get_logger().critical("disk gone")
+        service.flush()
+
+        assert [e["level"] for e in server.events] == ["fatal"]
+
+    def test_fields_are_structured(self, sentry, server):
+        """The event's own fields are extra data, values kept as values."""
+        service = sentry()
+
+        service.get_logger("dl").error(
+            "Download failed", url="https://cdn/x.zip", attempt=3, sizes=[1, 2]
+        )
+        service.flush()
+
+        [event] = server.events
+        assert event["extra"]["url"] == "https://cdn/x.zip"
+        assert event["extra"]["attempt"] == 3
+        assert event["extra"]["sizes"] == [1, 2]
+        assert event["logger"] == "dl"
+        assert "timestamp" not in event["extra"]
+
+    def test_levels_are_settings(self, sentry, server):
+        """sentry_event_level and sentry_breadcrumb_level move the thresholds."""
+        service = sentry(sentry_event_level="warning", sentry_breadcrumb_level="error")
+        log = service.get_logger()
+
+        log.info("not kept")
+        log.warning("now an event")
+        service.flush()
+
+        [event] = server.events
+        assert event["logentry"]["formatted"] == "now an event"
+        assert breadcrumbs(event) == []
+
+    def test_stdlib_records_go_the_same_way(self, sentry, server):
+        """A stdlib INFO is a breadcrumb and a stdlib ERROR an event, once each."""
+        service = sentry()
+        logger = logging.getLogger("urllib3.test")
+
+        logger.info("connecting to %s", "mirror")
+        logger.error("gave up on %s", "mirror")
+        service.flush()
+
+        [event] = server.events
+        assert [b["message"] for b in breadcrumbs(event)] == ["connecting to mirror"]
+        assert event["logentry"]["formatted"] == "gave up on mirror"
+
+
+class TestTags:
+    """component, platform, service and host are on every event."""
+
+    def test_every_kind_of_event(self, sentry, server):
+        """Pipeline events, events sentry-sdk captures itself and transactions."""
+        service = sentry(service="vscode_runtime", sentry_tags={"team": "runtime"})
+        expected = {
+            "component": "vscode_runtime",
+            "platform": platform_name(),
+            "service": "vscode_runtime",
+            "team": "runtime",
+        }
+
+        with sentry_sdk.start_transaction(name="install", op="task"):
+            service.get_logger().error("from the pipeline")
+        sentry_sdk.capture_message("from sentry-sdk")
+        try:
+            raise KeyError("k")
+        except KeyError as error:
+            sentry_sdk.capture_exception(error)
+        service.flush()
+
+        events = [*server.events, *server.transactions]
+        assert len(events) == 4
+        for event in events:
+            assert expected.items() <= event["tags"].items()
+            assert event["tags"]["host"]
+        assert server.events[0]["environment"] == "production"
+        assert server.events[0]["release"] == "vscode-runtime@1.0.0"
+
+    def test_application_tags_win(self, sentry, server):
+        """A tag the application sets on its scope is kept as set."""
+        service = sentry()
+
+        sentry_sdk.get_current_scope().set_tag("component", "downloader")
+        try:
+            service.get_logger().error("tagged")
+            service.flush()
+        finally:
+            sentry_sdk.get_current_scope().remove_tag("component")
+
+        [event] = server.events
+        assert event["tags"]["component"] == "downloader"
+        assert event["tags"]["platform"] == platform_name()
+
+
+class TestGrouping:
+    """Events are grouped by their name, not the rendered text."""
+
+    def test_same_name_one_group(self, sentry, server):
+        """Two stdlib errors of one template have one fingerprint."""
+        service = sentry()
+        logger = logging.getLogger("dl")
+
+        logger.error("download of %s failed", "module-1")
+        logger.error("download of %s failed", "module-2")
+        service.get_logger("dl").error("mirror %s down", "eu-1")
+        service.get_logger("dl").error("Cache corrupted", path="/a")
+        service.get_logger("dl").error("Cache corrupted", path="/b")
+        service.flush()
+
+        fingerprints = [e["fingerprint"] for e in server.events]
+        assert fingerprints == [
+            ["download of %s failed"],
+            ["download of %s failed"],
+            ["mirror %s down"],
+            ["Cache corrupted"],
+            ["Cache corrupted"],
+        ]
+        formatted = [e["logentry"]["formatted"] for e in server.events[:2]]
+        assert formatted == [
+            "download of module-1 failed",
+            "download of module-2 failed",
+        ]
+
+    def test_exceptions_by_name_and_stack(self, sentry, server):
+        """An event with an exception is grouped by its stack and its name."""
+        service = sentry()
+
+        try:
+            raise ValueError("id 1234 is bad")
+        except ValueError:
+            service.get_logger().exception("Validation failed")
+        service.flush()
+
+        [event] = server.events
+        assert event["fingerprint"] == ["{{ default }}", "Validation failed"]
+        [value] = event["exception"]["values"]
+        assert value["type"] == "ValueError"
+        assert value["value"] == "id 1234 is bad"
+        assert value["stacktrace"]["frames"]
+
+
+class TestOneExceptionOneEvent:
+    """However many paths see an exception, Sentry gets one event."""
+
+    def test_structlog_then_stdlib(self, sentry, server):
+        """Logged through both APIs: one event, every line still in the file."""
+        service = sentry()
+
+        try:
+            raise ZeroDivisionError("division by zero")
+        except ZeroDivisionError:
+            service.get_logger("a").exception("failed")
+            logging.getLogger("b").exception("failed again")
+            logging.getLogger("b").error("and once more", exc_info=True)
+        service.flush()
+
+        assert len(server.events) == 1
+        assert len(sentry.capture.events) == 3
+
+    def test_logged_then_captured_by_sentry_sdk(self, sentry, server):
+        """Logged, then handed to sentry_sdk.capture_exception: one event."""
+        service = sentry()
+
+        try:
+            raise OSError("disk")
+        except OSError as error:
+            service.get_logger().exception("write failed")
+            sentry_sdk.capture_exception(error)
+        service.flush()
+
+        assert len(server.events) == 1
+        assert server.events[0]["logentry"]["formatted"] == "write failed"
+
+    def test_captured_by_sentry_sdk_then_logged(self, sentry, server):
+        """Captured by the application first, then logged: one event."""
+        service = sentry()
+
+        try:
+            raise OSError("disk")
+        except OSError as error:
+            sentry_sdk.capture_exception(error)
+            service.get_logger().exception("write failed")
+        service.flush()
+
+        assert len(server.events) == 1
+
+    def test_logged_then_uncaught(self, sentry, server, capsys):
+        """Logged, re-raised and reaching sys.excepthook: one event."""
+        service = sentry()
+
+        try:
+            try:
+                raise RuntimeError("fatal")
+            except RuntimeError:
+                service.get_logger().exception("giving up")
+                raise
+        except RuntimeError:
+            sys.excepthook(*sys.exc_info())
+        service.flush()
+
+        assert len(server.events) == 1
+        assert "RuntimeError: fatal" in capsys.readouterr().err
+
+    def test_distinct_exceptions_are_distinct_events(self, sentry, server):
+        """Two exceptions, two events; the marker is on each."""
+        service = sentry()
+        errors = []
+
+        for n in range(2):
+            try:
+                raise ValueError(n)
+            except ValueError as error:
+                errors.append(error)
+                service.get_logger().exception("bad value")
+        service.flush()
+
+        assert len(server.events) == 2
+        assert all(getattr(error, SEEN_ATTRIBUTE) for error in errors)
+
+
+class TestStructuredLogs:
+    """With sentry_logs on, events are Sentry logs too, redacted the same way."""
+
+    def test_logs(self, sentry, server):
+        """Each event at sentry_logs_level and above is one log with its fields."""
+        service = sentry(sentry_logs=True, sentry_logs_level="info", level="debug")
+        log = service.get_logger("install")
+
+        log.debug("not a log")
+        log.info("Installation started", installationId="i-1")
+        log.error("Installation failed", password="hunter2")
+        service.flush()
+
+        logs = server.logs
+        assert [(entry["level"], entry["body"]) for entry in logs] == [
+            ("info", "Installation started"),
+            ("error", "Installation failed"),
+        ]
+        attributes = logs[0]["attributes"]
+        assert attributes["log.installationId"]["value"] == "i-1"
+        assert attributes["component"]["value"] == "vscode_runtime"
+        assert b"hunter2" not in server.raw
+
+    def test_off_by_default(self, sentry, server):
+        """No logs unless asked for."""
+        service = sentry()
+
+        service.get_logger().info("hello")
+        service.get_logger().error("bye")
+        service.flush()
+
+        assert server.logs == []
+        assert len(server.events) == 1
+
+
+class TestHooks:
+    """The application's own before_send, and sentry-sdk's own voice."""
+
+    def test_application_before_send(self, sentry, server):
+        """It runs after redaction and tags, and can change or drop events."""
+        seen = []
+
+        def before_send(event, hint):
+            seen.append(event)
+            if event["logentry"]["formatted"] == "drop me":
+                return None
+            event["tags"]["checked"] = "yes"
+            return event
+
+        service = sentry(sentry_before_send=before_send)
+
+        service.get_logger().error("keep me", token="abc123")
+        service.get_logger().error("drop me")
+        service.flush()
+
+        [event] = server.events
+        assert event["tags"]["checked"] == "yes"
+        assert seen[0]["extra"]["token"] == "[REDACTED:token]"
+        assert seen[0]["tags"]["component"] == "vscode_runtime"
+
+    def test_before_send_must_be_callable(self, sentry):
+        """A non-callable hook fails at configuration time."""
+        with pytest.raises(ValueError, match="sentry_before_send"):
+            sentry(sentry_before_send="not a function")
+
+    def test_sdk_errors_stay_out(self, sentry, server, monkeypatch):
+        """sentry-sdk's own reports, debug on, never reach the pipeline or Sentry."""
+        monkeypatch.setenv("SENTRY_DEBUG", "1")
+        service = sentry()
+
+        logging.getLogger("sentry_sdk.errors").error("Internal error in sentry_sdk")
+        service.get_logger().error("real")
+        service.flush()
+
+        assert [e["logentry"]["formatted"] for e in server.events] == ["real"]
+        assert [f["event"] for f in sentry.capture.fields] == ["real"]
+
+    def test_sdk_logger_restored(self, sentry):
+        """Shutting down gives sentry-sdk's logger back as it was."""
+        sdk_logger = logging.getLogger("sentry_sdk.errors")
+        before = (sdk_logger.propagate, list(sdk_logger.handlers))
+
+        sentry().shutdown()
+
+        assert (sdk_logger.propagate, list(sdk_logger.handlers)) == before
+
+    def test_sdk_http_breadcrumbs_scrubbed(self, sentry, server):
+        """sentry-sdk's own HTTP breadcrumbs lose their secrets, keep the rest."""
+        service = sentry()
+        api = SentryServer()
+        try:
+            url = f"http://127.0.0.1:{api.port}/v1/modules?api_key=K9xq&page=2"
+            urllib.request.urlopen(url, timeout=5).read()
+            service.get_logger().error("after the call")
+            service.flush()
+        finally:
+            api.close()
+
+        [event] = server.events
+        [crumb] = [b for b in breadcrumbs(event) if b.get("category") == "httplib"]
+        assert "page=2" in str(crumb["data"])
+        assert b"K9xq" not in server.raw
+
+
+class TestOptional:
+    """sentry-sdk is an extra: loaded only with a DSN, and asked for by name."""
+
+    def test_missing_extra(self, monkeypatch):
+        """Without sentry-sdk a DSN fails at configuration with the pip line."""
+        monkeypatch.setitem(sys.modules, "sentry_sdk", None)
+
+        with pytest.raises(MissingExtraError) as raised:
+            configure_logging(
+                env={},
+                console="off",
+                log_dir="off",
+                handle_signals=False,
+                sentry_dsn="http://public@127.0.0.1:9/1",
+            )
+
+        assert "pip install 'runtime-logging[sentry]'" in str(raised.value)
+        assert "`sentry_dsn`" in str(raised.value)
+
+    def test_not_imported_without_dsn(self):
+        """configure_logging() without a DSN leaves sentry_sdk unimported."""
+        script = textwrap.dedent(
+            """
+            import sys
+            from runtime_logging import configure_logging
+            service = configure_logging(env={}, console="off", log_dir="off")
+            service.get_logger().error("x")
+            service.shutdown()
+            print("sentry_sdk" in sys.modules)
+            """
+        )
+
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+        assert result.stdout.strip() == "False"
