@@ -32,9 +32,9 @@ from runtime_logging.sinks import DOWN, Sink, SinkHealth
 class QueuedSink(Sink):
     """Base for sinks whose delivery happens on a background thread.
 
-    Subclasses implement `deliver`, and may override `measure`. A `deliver`
-    that waits (a retry's back-off) calls `pause`, and gives up when it
-    returns False.
+    Subclasses implement `deliver`, and may override `measure` and `keep`.
+    A `deliver` that waits (a retry's back-off) calls `pause`, and gives up
+    when it returns False.
     """
 
     name = "queued"
@@ -85,6 +85,10 @@ class QueuedSink(Sink):
         """The bytes *event* holds in the queue; its JSON line by default."""
         return len(event.json_line)
 
+    def keep(self, event: LogEvent) -> LogEvent:
+        """What the queue holds of an admitted *event*; the event by default."""
+        return event
+
     def deliver(self, batch: Sequence[LogEvent]) -> int:
         """Send *batch*; return how many of its events were delivered."""
         raise NotImplementedError
@@ -102,7 +106,7 @@ class QueuedSink(Sink):
             ):
                 self.dropped += 1
                 return
-            self._queue.append((event, size))
+            self._queue.append((self.keep(event), size))
             self.queued_bytes += size
             if len(self._queue) >= self.batch_entries or (
                 self.batch_bytes and self.queued_bytes >= self.batch_bytes

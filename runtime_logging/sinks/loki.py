@@ -176,17 +176,17 @@ class LokiSink(QueuedSink):
             read_timeout=settings.loki_read_timeout,
         )
 
-    # The caller's side: keep the line, the time and the stream's fields.
+    # The caller's side.
 
-    def emit(self, event: LogEvent) -> None:
-        """Buffer *event*'s line, or drop and count it when the buffer is full."""
+    def keep(self, event: LogEvent) -> LogEvent:
+        """The line, the time and the stream's fields of an admitted *event*."""
         fields = event.fields
-        keep = {
+        stream = {
             name: _text(fields[name])
             for name in self._keep
             if fields.get(name) is not None
         }
-        super().emit(_Entry(event, keep))
+        return _Entry(event, stream)
 
     # The background side.
 
