@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,6 +16,14 @@ import jsonschema
 import pytest
 
 from runtime_logging.demo import run_demo
+from runtime_logging.demo._cache import ModuleCache
+from runtime_logging.demo._resilience import (
+    CircuitBreaker,
+    CircuitOpenError,
+    RateLimiter,
+    RateLimitRejectedError,
+)
+from runtime_logging.demo._server import FaultPlan
 from runtime_logging.errors import ConfigurationError
 from runtime_logging.schema import STANDARD_KEYS, field_key
 
@@ -266,3 +275,166 @@ class TestCommand:
         assert " DEBUG " not in result.stderr
         assert any(json.loads(line)["level"] == "debug" for line in lines)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+
+
+class FakeClock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class TestCircuitBreaker:
+    def test_opens_after_the_threshold_and_fails_fast(self, capture_events):
+        """Three failures in a row open the circuit; requests then fail at once."""
+        breaker = CircuitBreaker("download", clock=FakeClock())
+
+        for _ in range(3):
+            breaker.before_request()
+            breaker.record_failure()
+
+        assert breaker.state == "open"
+        with pytest.raises(CircuitOpenError, match="circuit is open"):
+            breaker.before_request()
+        assert (
+            len(capture_events.find("Circuit breaker failure", circuit="download")) == 3
+        )
+        capture_events.assert_logged(
+            "Circuit breaker state changed",
+            "warning",
+            circuit="download",
+            **{"from": "closed", "to": "open"},
+        )
+
+    def test_one_trial_after_the_reset_time_closes_it(self, capture_events):
+        """After the reset time one trial passes; its success closes the circuit."""
+        clock = FakeClock()
+        breaker = CircuitBreaker("manifest", failure_threshold=1, clock=clock)
+        breaker.record_failure()
+        clock.now += breaker.reset_seconds
+
+        breaker.before_request()
+        with pytest.raises(CircuitOpenError) as second:
+            breaker.before_request()
+        breaker.record_success()
+
+        assert second.value.trial_in_flight
+        assert breaker.state == "closed"
+        changes = [
+            (f["from"], f["to"], f["level"])
+            for f in capture_events.find("Circuit breaker state changed")
+        ]
+        assert changes == [
+            ("closed", "open", "warning"),
+            ("open", "half_open", "info"),
+            ("half_open", "closed", "info"),
+        ]
+
+    def test_a_failed_trial_opens_it_again(self):
+        """A failure while half open opens the circuit for another reset time."""
+        clock = FakeClock()
+        breaker = CircuitBreaker("download", failure_threshold=1, clock=clock)
+        breaker.record_failure()
+        clock.now += breaker.reset_seconds
+        breaker.before_request()
+
+        breaker.record_failure()
+
+        assert breaker.state == "open"
+        assert breaker.retry_after() == pytest.approx(breaker.reset_seconds)
+
+
+class TestRateLimiter:
+    def test_rejects_past_the_queue_and_reports_its_state(self, capture_events):
+        """Reservations past active plus queued are rejected, and logged."""
+        limiter = RateLimiter(max_active=1, max_queued=1)
+        limiter.reserve("download")
+        limiter.reserve("download")
+
+        with pytest.raises(RateLimitRejectedError):
+            limiter.reserve("download")
+        with limiter.active():
+            inside = (limiter.queued, limiter.active_count)
+
+        assert inside == (1, 1)
+        capture_events.assert_logged(
+            "Rate limit rejected", "warning", field_service="download"
+        )
+        states = [
+            (f["queued"], f["active"])
+            for f in capture_events.find("Rate limiter state")
+        ]
+        assert states == [(1, 0), (2, 0), (1, 1), (1, 0)]
+
+
+class TestModuleCache:
+    def test_miss_then_hit_then_expired(self, tmp_path, capture_events):
+        """A stored entry hits until it expires; the state counts both kinds."""
+        clock = FakeClock()
+        cache = ModuleCache(tmp_path, quota_bytes=10_000, clock=clock)
+        data = b"archive bytes"
+        sha = hashlib.sha256(data).hexdigest()
+
+        missed = cache.get("jupyter", sha)
+        cache.put("jupyter", sha, data, max_age=60)
+        hit = cache.get("jupyter", sha)
+        clock.now += 61
+        expired = cache.get("jupyter", sha)
+        cache.log_state()
+
+        assert (missed, hit, expired) == (None, data, None)
+        results = [f["result"] for f in capture_events.find("Cache lookup")]
+        assert results == ["miss", "hit", "miss"]
+        capture_events.assert_logged(
+            "Cache state", validEntries=0, expiredEntries=1, sizeBytes=len(data)
+        )
+
+    def test_a_full_cache_fails_like_a_full_disk(self, tmp_path, capture_events):
+        """Past the quota a write raises ENOSPC, is logged, and leaves no part file."""
+        cache = ModuleCache(tmp_path, quota_bytes=40_000)
+        data = bytes(50_000)
+        sha = hashlib.sha256(data).hexdigest()
+
+        stored = cache.put("docker", sha, data, max_age=60)
+
+        assert not stored
+        failure = capture_events.assert_logged(
+            "Cache write failed", "error", module="docker"
+        )
+        assert failure["path"].endswith(f"docker/{sha}.tar.gz")
+        assert failure["exception"]["type"] == "OSError"
+        assert "[Errno 28]" in failure["exception"]["message"]
+        assert list((tmp_path / "docker").iterdir()) == []
+
+    def test_a_damaged_entry_is_a_miss(self, tmp_path):
+        """An entry whose bytes changed on disk is not served."""
+        cache = ModuleCache(tmp_path, quota_bytes=10_000)
+        data = b"archive bytes"
+        sha = hashlib.sha256(data).hexdigest()
+        cache.put("eslint", sha, data, max_age=60)
+        (tmp_path / "eslint" / f"{sha}.tar.gz").write_bytes(b"archive bytez")
+
+        assert cache.get("eslint", sha) is None
+
+
+class TestFaultPlan:
+    def test_the_seed_decides_the_faults(self):
+        """Two plans with one seed meet the same requests with the same faults."""
+        first, second = FaultPlan(seed=3), FaultPlan(seed=3)
+
+        faults = [first.next_fault("download") for _ in range(200)]
+
+        assert faults == [second.next_fault("download") for _ in range(200)]
+        assert faults[1] == "timeout"
+        assert {"timeout", "reset", "5xx", "corrupt"} <= set(faults)
+
+    def test_an_outage_answers_5xx_then_ends(self):
+        """During an outage every request gets a 5xx; after it, the plan goes on."""
+        plan = FaultPlan(seed=3, rate=0.0)
+        plan.next_fault("manifest")
+        plan.start_outage("manifest", requests=3)
+
+        faults = [plan.next_fault("manifest") for _ in range(4)]
+
+        assert faults == ["5xx", "5xx", "5xx", None]
