@@ -36,8 +36,6 @@ network_log = get_logger("vscode_runtime.network")
 download_log = get_logger("vscode_runtime.downloader")
 installer_log = get_logger("vscode_runtime.installer")
 
-#: What a failed attempt is, for ``errorKind``; anything else is "connection".
-_TIMEOUTS = (urllib3.exceptions.TimeoutError,)
 _RETRYABLE = (urllib3.exceptions.HTTPError, ServerError, ChecksumMismatchError)
 
 
@@ -96,34 +94,39 @@ class ServiceClient:
         check: Callable[[bytes], None] | None = None,
     ) -> bytes:
         """The body of *path*, retried with back-off; *check* may reject it."""
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, self.attempts):
             try:
-                body = self._attempt(service, path, attempt)
-                if check is not None:
-                    check(body)
+                return self._checked(service, path, attempt, check)
             except (*_RETRYABLE, CircuitOpenError) as error:
                 # An open circuit fails fast; a half-open one is busy testing
                 # the service, which is worth waiting for.
-                fail_fast = isinstance(error, CircuitOpenError) and not (
-                    error.trial_in_flight
-                )
-                if fail_fast or attempt == self.attempts:
+                if isinstance(error, CircuitOpenError) and not error.trial_in_flight:
                     raise
-                delay = self._delay(attempt)
-                network_log.info(
-                    "Retrying request",
-                    service=service,
-                    attempt=attempt + 1,
-                    delaySeconds=delay,
-                )
-                time.sleep(delay)
-            else:
-                return body
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            delay = self._delay(attempt)
+            network_log.info(
+                "Retrying request",
+                service=service,
+                attempt=attempt + 1,
+                delaySeconds=delay,
+            )
+            time.sleep(delay)
+        return self._checked(service, path, self.attempts, check)
 
     def close(self) -> None:
         """Close every pooled connection."""
         self.http.clear()
+
+    def _checked(
+        self,
+        service: str,
+        path: str,
+        attempt: int,
+        check: Callable[[bytes], None] | None,
+    ) -> bytes:
+        body = self._attempt(service, path, attempt)
+        if check is not None:
+            check(body)
+        return body
 
     def _attempt(self, service: str, path: str, attempt: int) -> bytes:
         breaker = self.breakers[service]
@@ -136,17 +139,10 @@ class ServiceClient:
             _raise_for_status(service, status)
         except (urllib3.exceptions.HTTPError, ServerError) as error:
             self._report(service, "failure", status, start)
-            kind = (
-                "5xx"
-                if isinstance(error, ServerError)
-                else "timeout"
-                if isinstance(error, _TIMEOUTS)
-                else "connection"
-            )
             network_log.warning(
                 "Network error",
                 service=service,
-                errorKind=kind,
+                errorKind=_error_kind(error),
                 attempt=attempt,
                 exc_info=error,
             )
@@ -420,6 +416,14 @@ def _verify(installation_id: str, entry: ManifestEntry, body: bytes) -> None:
             f"{entry.name} {entry.version}: SHA-256 {actual} is not the "
             f"manifest's {entry.sha256}"
         )
+
+
+def _error_kind(error: Exception) -> str:
+    if isinstance(error, ServerError):
+        return "5xx"
+    if isinstance(error, urllib3.exceptions.TimeoutError):
+        return "timeout"
+    return "connection"
 
 
 def _raise_for_status(service: str, status: int) -> None:
