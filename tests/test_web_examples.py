@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import strict_loads
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("the server did not start listening")
+
+
+def get(port, path, request_id=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("X-Request-ID")
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """The example service under gunicorn, 2 workers, on a free local port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "APP_BIND": f"127.0.0.1:{port}",
+        "APP_WORKERS": "2",
+        "RUNTIME_LOGGING_LOG_DIR": str(tmp_path),
+        "RUNTIME_LOGGING_CONSOLE": "off",
+    }
+    env.pop("RUNTIME_LOGGING_CONFIG", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(EXAMPLES / "gunicorn_conf.py"),
+            "--pythonpath",
+            str(EXAMPLES),
+            "wsgi_app:application",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process)
+        yield port, process, tmp_path / "app.log"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_log_requests_in_the_schema(gunicorn):
+    """Access and app lines share the request id the response returns."""
+    port, process, log_path = gunicorn
+    given = [f"given-{n}" for n in range(8)]
+
+    answers = [get(port, "/", request_id) for request_id in given]
+    answers += [get(port, "/") for _ in range(8)]
+    answers.append(get(port, "/?token=s3cr3t&page=2", "with-query"))
+    answers.append(get(port, "/fail", "failing"))
+    answers.append(get(port, "/", "bad id\u00e9"))
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=30)[0]
+
+    assert process.returncode == 0, output
+    assert output == b""
+    statuses = [status for status, _ in answers]
+    assert statuses == [200] * 17 + [500, 200]
+    returned = [request_id for _, request_id in answers]
+    assert returned[:8] == given
+    assert returned[16:18] == ["with-query", "failing"]
+    generated = returned[8:16] + returned[18:]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", r) for r in generated)
+
+    raw = log_path.read_bytes()
+    lines = [strict_loads(line) for line in raw.splitlines()]
+    assert b"s3cr3t" not in raw
+    master = {line["pid"] for line in lines if line["event"].startswith("Listening")}
+    workers = {
+        int(line["event"].rsplit(" ", 1)[1])
+        for line in lines
+        if line["event"].startswith("Booting worker")
+    }
+    assert len(master) == 1
+    assert len(workers) == 2
+    assert master.isdisjoint(workers)
+    for request_id in returned:
+        app = [line for line in lines if line.get("request_id") == request_id]
+        assert [line["logger"] for line in app] == ["app", "gunicorn.access"]
+        assert app[0]["pid"] == app[1]["pid"]
+        assert app[0]["pid"] in workers
+    by_id = {
+        line["request_id"]: line
+        for line in lines
+        if line["logger"] == "gunicorn.access"
+    }
+    assert by_id["failing"]["status"] == 500
+    failed = next(line for line in lines if line["event"] == "Greeting failed")
+    assert failed["exception"]["type"] == "ZeroDivisionError"
+    assert by_id["with-query"]["path"] == "/?token=[REDACTED:pair]&page=2"
+    assert list(by_id["given-0"])[:9] == list(lines[0])[:9]
