@@ -114,6 +114,25 @@ def _structure(
     return data
 
 
+_LOGGED = "_runtime_logging_logged"
+
+
+def logged_before(error: BaseException) -> bool:
+    """Whether an earlier line already logged *error*; marks it logged.
+
+    The mark is an attribute on the exception object, so it lives exactly as
+    long as the exception and a new exception at a recycled id is never
+    mistaken for an old one.
+    """
+    try:
+        if getattr(error, _LOGGED, False):
+            return True
+        setattr(error, _LOGGED, True)
+    except Exception:  # noqa: S110 - an object that refuses attributes is counted
+        pass
+    return False
+
+
 def _is_group(error: BaseException) -> bool:
     # BaseExceptionGroup is built in from 3.11; on 3.10 only the backport has it.
     group = getattr(builtins, "BaseExceptionGroup", None)

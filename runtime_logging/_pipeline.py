@@ -21,7 +21,12 @@ from structlog import DropEvent
 
 from runtime_logging._diagnostics import Diagnostics, diagnostics
 from runtime_logging._encoding import dumps_line
-from runtime_logging._exceptions import ExcInfo, resolve_exc_info, structure_exception
+from runtime_logging._exceptions import (
+    ExcInfo,
+    logged_before,
+    resolve_exc_info,
+    structure_exception,
+)
 from runtime_logging._trace import current_trace_ids
 from runtime_logging.config import LEVELS, Settings
 from runtime_logging.context import _context as _context_var
@@ -286,7 +291,7 @@ class Pipeline:
             event = self._run_hooks("fields", logger, level, event)
 
         if exc_info is not None:
-            event["exception"] = structure_exception(exc_info[1], self._with_locals)
+            event["exception"] = _exception_data(exc_info[1], self._with_locals)
             if hooks and hooks["exception"]:
                 event = self._run_hooks("exception", logger, level, event)
 
@@ -359,6 +364,13 @@ class Pipeline:
         fields["timestamp"] = self._clock.format(time_ns)
         logger = str(fields.get("logger", ""))
         self._fan_out(LogEvent(fields, level, logger, time_ns, None))
+
+
+def _exception_data(error: BaseException, with_locals: bool) -> dict[str, Any]:
+    data = structure_exception(error, with_locals)
+    if logged_before(error):
+        data["repeated"] = True
+    return data
 
 
 def _apply_args(message: str, args: tuple[Any, ...], kw: dict[str, Any]) -> str:

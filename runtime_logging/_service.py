@@ -213,6 +213,8 @@ def _build_sinks(
     if settings.sentry_dsn:
         sinks.append(SentrySink(settings, redact, sentry_before_send))
     sinks.extend(extra)
+    if settings.metrics:
+        sinks.append(_metrics_sink(settings))
     return sinks
 
 
@@ -224,6 +226,16 @@ def _loki_sink(settings: Settings) -> Sink:
             raise
         raise MissingExtraError("loki_url", "loki", "urllib3") from None
     return LokiSink.from_settings(settings)
+
+
+def _metrics_sink(settings: Settings) -> Sink:
+    try:
+        from runtime_logging.metrics._sink import MetricsSink  # noqa: PLC0415
+    except ImportError as error:
+        if error.name and error.name.startswith("prometheus_client"):
+            raise MissingExtraError("metrics", "metrics", "prometheus_client") from None
+        raise
+    return MetricsSink(settings)
 
 
 def _file_sink(settings: Settings, path: Path) -> FileSink:
@@ -332,6 +344,8 @@ def configure_logging(
         if limiter is not None:
             limiter.emit = pipeline.emit_fields
         service = LoggingService(resolved, pipeline, limiter)
+        for sink in built:
+            _call(sink, "attach", service)
         structlog.configure(
             wrapper_class=_logger.Logger,
             logger_factory=_logger.logger_name,

@@ -1,4 +1,4 @@
-"""The ``runtime-logging`` command: demo, emit, check, pretty.
+"""The ``runtime-logging`` command: demo, emit, check, pretty, stats.
 
 Every command takes every setting as a flag named like the setting
 (``log_dir`` is ``--log-dir``), with the same values as the keyword of
@@ -108,6 +108,27 @@ def _parser() -> argparse.ArgumentParser:
         help="an RFC 3339 instant or a duration back from now ('10m')",
     )
     pretty.add_argument("--color", default="never", choices=("always", "never"))
+
+    stats = commands.add_parser(
+        "stats", help="error counts and rates from JSON logs, as the metrics count"
+    )
+    stats.add_argument(
+        "files", nargs="+", metavar="FILE", help="plain, rotated or .gz files"
+    )
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.add_argument(
+        "--window",
+        default="1m",
+        metavar="DURATION",
+        help="length of each time window in the breakdown",
+    )
+    stats.add_argument(
+        "--at",
+        default=None,
+        metavar="INSTANT",
+        help="end of the error-rate window (default: the last event)",
+    )
+    _add_settings(stats)
     return parser
 
 
@@ -245,7 +266,53 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _demo, "emit": _emit, "check": _check, "pretty": _pretty}
+def _stats(args: argparse.Namespace) -> int:
+    from runtime_logging.metrics._errors import timestamp_second
+    from runtime_logging.metrics._rules import load_rules
+    from runtime_logging.metrics._stats import ErrorStats, render_table
+
+    for path in args.files:
+        if not Path(path).is_file():
+            raise ConfigurationError(f"`FILE` {path!r} is not a readable file.")
+    settings = load_settings(args.config, **_settings_from(args))
+    rules = load_rules(settings.metrics_rules, settings.prefix)
+    bucket = int(parse_duration("--window", args.window))
+    if bucket < 1:
+        raise ConfigurationError(
+            f"`--window` is {args.window!r}; expected at least 1 second."
+        )
+    at = None
+    if args.at is not None:
+        at = timestamp_second(parse_since(args.at))
+    counter = ErrorStats(rules.classifier, int(settings.metrics_error_window), bucket)
+    counter.add_all(_json_objects(read_lines(args.files, sys.stdin)))
+    report = counter.report(at)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        sys.stdout.write(render_table(report))
+    return 0
+
+
+def _json_objects(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            fields = json.loads(raw)
+        except ValueError:
+            yield None
+            continue
+        yield fields if isinstance(fields, dict) else None
+
+
+_COMMANDS = {
+    "demo": _demo,
+    "emit": _emit,
+    "check": _check,
+    "pretty": _pretty,
+    "stats": _stats,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

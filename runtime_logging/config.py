@@ -37,6 +37,7 @@ CONVENTIONAL_ENV = {
     "SENTRY_DSN": "sentry_dsn",
     "SENTRY_ENVIRONMENT": "environment",
     "SENTRY_RELEASE": "release",
+    "PROMETHEUS_MULTIPROC_DIR": "metrics_dir",
 }
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -345,7 +346,9 @@ class Settings:
     loki_metadata: tuple[str, ...] = _setting(
         (), _parse_label_names, "fields also sent as Loki structured metadata"
     )
-    metrics_address: str = _setting("", _parse_address, "/metrics and /health address")
+    metrics_address: str = _setting(
+        "127.0.0.1:8080", _parse_address, "/metrics and /health address ('off': none)"
+    )
     metrics_prefix: str = _setting(
         "", _parse_text, "metric name prefix ('' derives it from service)"
     )
@@ -366,6 +369,17 @@ class Settings:
         "duplicates",
         _choice("duplicates", "all", "never"),
         "which errors are limited: repeats only, all, or none",
+    )
+    # Metrics derived from the events (runtime_logging.metrics).
+    metrics: bool = _setting(False, _parse_bool, "count events as Prometheus metrics")
+    metrics_dir: Path | None = _setting(
+        None, _parse_optional_path, "multiprocess directory for pre-fork workers"
+    )
+    metrics_rules: str = _setting(
+        "reference", _parse_text, "rules file, 'reference' or 'off'"
+    )
+    metrics_error_window: float = _setting(
+        60.0, parse_duration, "window of the error_rate gauge"
     )
 
     @property
