@@ -117,17 +117,19 @@ def _structure(
 _LOGGED = "_runtime_logging_logged"
 
 
-def logged_before(error: BaseException) -> bool:
-    """Whether an earlier line already logged *error*; marks it logged.
+def logged_before(error: BaseException, by: object) -> bool:
+    """Whether the pipeline *by* already logged *error*; marks it logged by *by*.
 
     The mark is an attribute on the exception object, so it lives exactly as
     long as the exception and a new exception at a recycled id is never
-    mistaken for an old one.
+    mistaken for an old one. Each pipeline has its own mark: a formatter
+    rendering the same record for another file is not a repeat.
     """
     try:
-        if getattr(error, _LOGGED, False):
+        marks = getattr(error, _LOGGED, ())
+        if any(mark is by for mark in marks):
             return True
-        setattr(error, _LOGGED, True)
+        setattr(error, _LOGGED, (*marks[-3:], by))
     except Exception:  # noqa: S110 - an object that refuses attributes is counted
         pass
     return False

@@ -169,6 +169,8 @@ class Pipeline:
         self._rate_limit = rate_limit
         self._diag = diag
         self._clock = _Clock()
+        #: Marks the exceptions this pipeline wrote (``exception.repeated``).
+        self._mark = object()
         self._with_locals = settings.include_locals
         self._template: dict[str, Any] = {}
         self.refresh_process_fields()
@@ -291,7 +293,9 @@ class Pipeline:
             event = self._run_hooks("fields", logger, level, event)
 
         if exc_info is not None:
-            event["exception"] = _exception_data(exc_info[1], self._with_locals)
+            event["exception"] = _exception_data(
+                exc_info[1], self._with_locals, self._mark
+            )
             if hooks and hooks["exception"]:
                 event = self._run_hooks("exception", logger, level, event)
 
@@ -366,9 +370,11 @@ class Pipeline:
         self._fan_out(LogEvent(fields, level, logger, time_ns, None))
 
 
-def _exception_data(error: BaseException, with_locals: bool) -> dict[str, Any]:
+def _exception_data(
+    error: BaseException, with_locals: bool, mark: object
+) -> dict[str, Any]:
     data = structure_exception(error, with_locals)
-    if logged_before(error):
+    if logged_before(error, mark):
         data["repeated"] = True
     return data
 
