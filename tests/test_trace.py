@@ -114,3 +114,61 @@ def test_neither_is_imported_by_the_toolkit():
 
     assert result.stderr.strip().splitlines()[-1] == "[]"
     assert "trace_id" not in result.stdout
+
+
+class TestSentryEventsJoinTheTrace:
+    """The Sentry event of an error names the trace its line names."""
+
+    @pytest.fixture
+    def server(self):
+        from sentry_server import SentryServer
+
+        server = SentryServer()
+        yield server
+        server.close()
+
+    @pytest.fixture
+    def sentry_logging(self, server):
+        from runtime_logging import configure_logging
+        from runtime_logging.testing import CaptureSink
+
+        capture = CaptureSink()
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir="off",
+            handle_signals=False,
+            sentry_dsn=server.dsn,
+            traces_sample_rate=1.0,
+            profiles_sample_rate=0.0,
+            sinks=[capture],
+        )
+        return service, capture
+
+    def test_inside_a_sentry_transaction(self, sentry_logging, server):
+        """The event's trace context is the transaction's, as the line's is."""
+        import sentry_sdk
+
+        service, capture = sentry_logging
+        with sentry_sdk.start_transaction(name="install") as transaction:
+            get_logger("app").error("Install failed")
+        service.flush()
+
+        [event] = server.events
+        [line] = capture.find("Install failed")
+        assert event["contexts"]["trace"]["trace_id"] == transaction.trace_id
+        assert event["contexts"]["trace"]["trace_id"] == line["trace_id"]
+        assert event["contexts"]["trace"]["span_id"] == line["span_id"]
+
+    def test_inside_an_opentelemetry_span(self, sentry_logging, server, tracer):
+        """Without a Sentry span, the OpenTelemetry ids of the line are used."""
+        service, capture = sentry_logging
+        with tracer.start_as_current_span("request") as span:
+            logging.getLogger("lib").error("Download failed")
+        service.flush()
+
+        [event] = server.events
+        trace_id, span_id = hex_ids(span)
+        assert event["contexts"]["trace"]["trace_id"] == trace_id
+        assert event["contexts"]["trace"]["span_id"] == span_id
+        capture.assert_logged("Download failed", trace_id=trace_id)

@@ -309,6 +309,9 @@ class SentrySink(QueuedSink):
                 "timestamp": _datetime(item.time_ns),
             }
         )
+        trace = _trace_context(item)
+        if trace is not None:
+            event["contexts"] = {"trace": trace}
         return event, hint
 
     # sentry-sdk's hooks.
@@ -375,6 +378,21 @@ class SentrySink(QueuedSink):
         # a daemon thread, so waiting no longer than the deadline is enough.
         self.client.close(timeout=max(0.001, deadline - time.monotonic()))
         self._restore_sdk_logger()
+
+
+def _trace_context(item: LogEvent) -> dict[str, str] | None:
+    """The line's trace (OpenTelemetry's too) for an event outside a Sentry span.
+
+    Inside a Sentry span, sentry-sdk fills the trace context itself, with
+    the same ids and more (``op``, the parent span).
+    """
+    if isinstance(item, _Capture) and item.scope.span is not None:
+        return None
+    trace_id = item.fields.get("trace_id")
+    span_id = item.fields.get("span_id")
+    if isinstance(trace_id, str) and isinstance(span_id, str):
+        return {"trace_id": trace_id, "span_id": span_id}
+    return None
 
 
 def _own_fields(fields: dict[str, Any]) -> dict[str, Any]:
