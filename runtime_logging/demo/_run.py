@@ -218,9 +218,12 @@ def _schedule(
     plan: list[tuple[list[str], str]] = [(list(names), "update")]
     for index in range(1, installations):
         modules = rng.sample(names, k=rng.randint(2, 5))
+        # Nightly builds are never cached, so the outage meets downloads, and
+        # so does the installation after it, which tries the circuit again.
         if index == _outage_at(installations):
-            # Nightly builds are never cached, so the outage meets downloads.
             modules = [m for m in modules if m not in nightly] + nightly
+        elif index == _outage_at(installations) + 1 and nightly[0] not in modules:
+            modules.append(nightly[0])
         plan.append((modules, rng.choice(("user", "schedule"))))
     return plan[:installations]
 
