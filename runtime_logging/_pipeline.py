@@ -30,6 +30,7 @@ from runtime_logging._exceptions import (
 from runtime_logging._trace import current_trace_ids
 from runtime_logging.config import LEVELS, Settings
 from runtime_logging.context import _context as _context_var
+from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.schema import RESERVED_KEYS, STANDARD_KEYS, field_key
 
 HOOK_POINTS = ("context", "fields", "exception")
@@ -37,16 +38,21 @@ HOOK_POINTS = ("context", "fields", "exception")
 #: A structlog-style processor: ``(logger, method_name, event_dict) -> event_dict``.
 Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
 
-LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
+
+class _LevelNames(dict[int, str]):
+    """Level numbers to the schema's words; a custom level takes the next lower."""
+
+    def __missing__(self, number: int) -> str:
+        lower = [n for n in self if n <= number]
+        return self[max(lower)] if lower else "debug"
+
+
+LEVEL_NAMES = _LevelNames({number: name for name, number in LEVELS.items()})
 
 
 def level_name(number: int) -> str:
     """The schema's word for a numeric level; custom levels take the next lower."""
-    name = LEVEL_NAMES.get(number)
-    if name is not None:
-        return name
-    lower = [n for n in LEVEL_NAMES if n <= number]
-    return LEVEL_NAMES[max(lower)] if lower else "debug"
+    return LEVEL_NAMES[number]
 
 
 class LogEvent:
@@ -61,6 +67,7 @@ class LogEvent:
 
     __slots__ = (
         "_line",
+        "_plain",
         "exc_info",
         "fields",
         "level",
@@ -77,14 +84,20 @@ class LogEvent:
         time_ns: int,
         exc_info: ExcInfo | None,
         template: str | None = None,
+        plain: bool = False,
     ) -> None:
-        """Hold the finished event; its JSON line is rendered on first use."""
+        """Hold the finished event; its JSON line is rendered on first use.
+
+        *plain* says every value of *fields* is a plain JSON scalar, which
+        makes the rendering one `orjson.dumps`.
+        """
         self.fields = fields
         self.level = level
         self.logger = logger
         self.time_ns = time_ns
         self.exc_info = exc_info
         self.template = template
+        self._plain = plain
         self._line: bytes | None = None
 
     @property
@@ -102,7 +115,7 @@ class LogEvent:
         """The event as one line of JSON, newline included."""
         line = self._line
         if line is None:
-            line = self._line = dumps_line(self.fields)
+            line = self._line = dumps_line(self.fields, self._plain)
         return line
 
 
@@ -128,16 +141,18 @@ class _Clock:
 
     def __init__(self) -> None:
         # One tuple, replaced whole, so that threads never pair one second's
-        # prefix with another second.
-        self._cached = (-1, "")
+        # text with another second: (start ns, end ns, "...:SS.%06dZ").
+        self._cached = (0, 0, "")
 
     def format(self, time_ns: int) -> str:
-        second, rest = divmod(time_ns, 1_000_000_000)
-        cached_second, prefix = self._cached
-        if second != cached_second:
+        start, end, text = self._cached
+        if not start <= time_ns < end:
+            second = time_ns // 1_000_000_000
+            start, end = second * 1_000_000_000, (second + 1) * 1_000_000_000
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._cached = (second, prefix)
-        return f"{prefix}.{rest // 1000:06d}Z"
+            text = prefix + ".%06dZ"
+            self._cached = (start, end, text)
+        return text % ((time_ns - start) // 1000)
 
 
 class Pipeline:
@@ -165,7 +180,19 @@ class Pipeline:
         }
         self._hooks = {point: tuple(hooks.get(point, ())) for point in HOOK_POINTS}
         self._any_hooks = any(self._hooks.values())
+        self._context_hooks = self._hooks["context"]
+        self._field_hooks = self._hooks["fields"]
         self._redact = redact
+        # The usual chain, without hooks and with the toolkit's own policy,
+        # takes the fast path: redaction of the caller's fields only, in one
+        # loop that also tells the encoder whether they are plain.
+        self._policy = (
+            redact
+            if isinstance(redact, RedactionPolicy) and not self._any_hooks
+            else None
+        )
+        # Otherwise the redaction step sees the whole event, hooks' fields too.
+        self._redact_event = redact if self._policy is None else None
         self._rate_limit = rate_limit
         self._diag = diag
         self._clock = _Clock()
@@ -210,14 +237,21 @@ class Pipeline:
         try:
             if self.logger_levels and not self.enabled_for(logger, level):
                 return
-            message = "" if event is None else str(event)
+            if type(event) is str:
+                message = event
+            else:
+                message = "" if event is None else str(event)
             template = None
             if args:
                 template = message
                 message = _apply_args(message, args, kw)
             context = _context_var.get()
             fields = {**context, **bound, **kw} if context or bound else kw
-            exc_info = resolve_exc_info(fields.pop("exc_info", None))
+            exc_info = (
+                resolve_exc_info(fields.pop("exc_info"))
+                if "exc_info" in fields
+                else None
+            )
             done = self._process(
                 logger, level, time.time_ns(), message, fields, exc_info, template
             )
@@ -281,55 +315,54 @@ class Pipeline:
         exc_info: ExcInfo | None,
         template: str | None = None,
     ) -> LogEvent | None:
-        hooks = self._hooks if self._any_hooks else None
-        if hooks and hooks["context"]:
+        if self._context_hooks:
             fields = self._run_hooks(
                 "context", logger, level, {"event": message, **fields}
             )
             message = str(fields.pop("event", message))
+        policy = self._policy
+        plain = False
+        if policy is not None:
+            message = policy.redact_message(message)
+            plain = policy.redact_fields(fields)
 
-        event = self._standard_fields(logger, level, time_ns, message, fields)
-        if hooks and hooks["fields"]:
-            event = self._run_hooks("fields", logger, level, event)
-
-        if exc_info is not None:
-            event["exception"] = _exception_data(
-                exc_info[1], self._with_locals, self._mark
-            )
-            if hooks and hooks["exception"]:
-                event = self._run_hooks("exception", logger, level, event)
-
-        redact = self._redact
-        if redact is not None:
-            event = redact(event, level)  # type: ignore[assignment]
-        if self._rate_limit is not None:
-            limited = self._rate_limit(event, level)
-            if limited is None:
-                return None
-            event = limited
-        return LogEvent(event, level, logger, time_ns, exc_info, template)
-
-    def _standard_fields(
-        self,
-        logger: str,
-        level: int,
-        time_ns: int,
-        message: str,
-        fields: dict[str, Any],
-    ) -> dict[str, Any]:
         event = self._template.copy()
         event["timestamp"] = self._clock.format(time_ns)
-        event["level"] = level_name(level)
+        event["level"] = LEVEL_NAMES[level]
         event["logger"] = logger
         event["event"] = message
         trace = current_trace_ids()
         if trace is not None:
             event["trace_id"], event["span_id"] = trace
-        if RESERVED_KEYS.isdisjoint(fields):
-            event.update(fields)
-        else:
-            for key, value in fields.items():
-                event[field_key(key)] = value
+        event.update(
+            fields if RESERVED_KEYS.isdisjoint(fields) else _renamed_fields(fields)
+        )
+        if self._field_hooks:
+            event = self._run_hooks("fields", logger, level, event)
+
+        if exc_info is not None:
+            event = self._add_exception(logger, level, event, exc_info[1])
+            plain = False
+
+        if self._redact_event is not None:
+            event = self._redact_event(event, level)  # type: ignore[assignment]
+        if self._rate_limit is not None:
+            limited = self._rate_limit(event, level)
+            if limited is None:
+                return None
+            event = limited
+        return LogEvent(event, level, logger, time_ns, exc_info, template, plain)
+
+    def _add_exception(
+        self, logger: str, level: int, event: dict[str, Any], error: BaseException
+    ) -> dict[str, Any]:
+        exception = _exception_data(error, self._with_locals, self._mark)
+        policy = self._policy
+        event["exception"] = (
+            exception if policy is None else policy.redact_value(exception)
+        )
+        if self._hooks["exception"]:
+            event = self._run_hooks("exception", logger, level, event)
         return event
 
     def _run_hooks(
@@ -377,6 +410,11 @@ def _exception_data(
     if logged_before(error, mark):
         data["repeated"] = True
     return data
+
+
+def _renamed_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """*fields* with those named like a standard key kept under a prefix."""
+    return {field_key(key): value for key, value in fields.items()}
 
 
 def _apply_args(message: str, args: tuple[Any, ...], kw: dict[str, Any]) -> str:
