@@ -51,7 +51,10 @@ class Contender:
 
 def _files(directory: Path) -> Callable[[], list[Path]]:
     def paths() -> list[Path]:
-        return sorted(p for p in directory.iterdir() if p.suffix != ".lock")
+        # The log file and its backups, not locks or other tools' state.
+        return sorted(
+            p for p in directory.glob("*.log*") if not p.name.endswith(".lock")
+        )
 
     return paths
 
@@ -323,9 +326,16 @@ def loguru_record(line: Mapping[str, Any]) -> Mapping[str, Any]:
 
 # --- runtime_logging ---------------------------------------------------------
 
-#: The production defaults, with the file in *directory* and no console:
-#: every contender writes one file and nothing else.
-RUNTIME_SETTINGS: dict[str, Any] = {"console": "off", "rotation": "builtin"}
+#: The production set-up: the defaults, built-in size rotation and the
+#: counters derived from events, with the file in *directory*, no console
+#: (every contender writes one file and nothing else) and no /metrics
+#: listener (a scrape is not part of an event's cost).
+RUNTIME_SETTINGS: dict[str, Any] = {
+    "console": "off",
+    "rotation": "builtin",
+    "metrics": True,
+    "metrics_address": "off",
+}
 
 
 def _runtime(directory: Path, kind: str, **settings: Any) -> Trial:
