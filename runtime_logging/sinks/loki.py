@@ -66,7 +66,9 @@ class _Entry(LogEvent):
 
     def __init__(self, event: LogEvent, keep: dict[str, str]) -> None:
         super().__init__(keep, event.level, event.logger, event.time_ns, None)
-        self._line = event.json_line
+        # A copy: orjson's bytes keep the buffer they were written in (8 KB
+        # behind a 1 KB line), and the buffer's cap counts what lines measure.
+        self._line = bytes(memoryview(event.json_line))
 
 
 class LokiSink(QueuedSink):
