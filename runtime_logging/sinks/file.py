@@ -12,13 +12,19 @@ Delivery contract:
   past its threshold takes an exclusive lock on ``<file>.lock``, checks
   again, renames the file to a time-stamped backup and opens a new one;
   every other process sees the threshold too, takes the lock, finds a new
-  file and moves to it. One rotation per threshold, whoever sees it.
-  Backups are gzipped and pruned to ``backup_count`` off the caller's
-  thread.
-- A write that fails (full disk, deleted directory, revoked permission) is
-  counted as dropped, reported at a bounded rate and turns the sink
-  degraded; the sink reopens (recreating directory and file) at the next
-  check and turns healthy when a write succeeds again.
+  file and moves to it. One rotation per threshold, whoever sees it, and
+  no lock per line. Each process holds a shared ``flock`` on the file it
+  writes for as long as it writes it; the rotating process gzips a backup
+  once it can lock it exclusively, that is once every writer has moved on
+  (a writer checks before every line, so at most the line it had under way
+  lands in the backup). Backups are gzipped and pruned to ``backup_count``
+  off the caller's thread.
+- A write that fails (full disk, deleted directory, a directory where the
+  file should be) is counted as dropped, reported at a bounded rate and
+  turns the sink degraded; the sink reopens (recreating directory and file)
+  at the next line and turns healthy when a write succeeds again. A file
+  deleted under the writer is found at the next check and reported with
+  the number of lines written to it since the previous one.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 _INTERVALS = {"none": 0, "hourly": 3600, "daily": 86400}
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+#: How long compression waits for the last writer to leave a backup. A writer
+#: checks the file before each line, so one still holding it after this long
+#: is idle, not mid-line, and will move before it writes again.
+LEAVE_TIMEOUT = 2.0
+_OPEN_ATTEMPTS = 10
 
 
 def backup_name(path: Path, when: float) -> Path:
@@ -59,6 +70,17 @@ def log_files(path: Path) -> list[Path]:
 
 def _is_auxiliary(path: Path) -> bool:
     return path.suffix in {".lock", ".tmp"}
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return (info.st_dev, info.st_ino)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 class FileSink(Sink):
@@ -96,6 +118,8 @@ class FileSink(Sink):
         self._identity = (0, 0)
         self._next_check = 0.0
         self._period_end = 0.0
+        self._written_since_check = 0
+        self._partial = False
         self._maintenance: list[threading.Thread] = []
         self._open()
 
@@ -111,20 +135,37 @@ class FileSink(Sink):
             self.interval and now >= self._period_end
         ):
             self._rotate(now)
+        if self._fd < 0:
+            # The file can't be opened; the check or the rotation reported why.
+            self.dropped += 1
+            return
         try:
-            written = os.write(self._fd, line)
-            if written != len(line):
-                # XXX: a short write on a regular file means the disk filled up
-                # mid-line; the rest follows it, so the line is whole, not atomic.
-                os.write(self._fd, line[written:])
+            self._write(line)
         except OSError as error:
             self.dropped += 1
             self._failed(f"write to {self.path}", error)
             self._close_fd()
             return
         self.delivered += 1
+        self._written_since_check += 1
         if self._state != "healthy":
             self._recovered()
+
+    def _write(self, line: bytes) -> None:
+        if self._partial:
+            # End the line a failed write left half done, so this one parses.
+            line = b"\n" + line
+        view = memoryview(line)
+        written = os.write(self._fd, view)
+        try:
+            while written < len(view):
+                # Short writes to a regular file happen when the disk fills
+                # mid-line: the rest follows in order, the line stays whole.
+                written += os.write(self._fd, view[written:])
+        except OSError:
+            self._partial = True
+            raise
+        self._partial = False
 
     def _size_now(self) -> int:
         # The end of an O_APPEND file is where every process's next line goes:
@@ -137,11 +178,17 @@ class FileSink(Sink):
     # --- opening and checking -----------------------------------------------
 
     def _open(self) -> None:
-        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        for _ in range(_OPEN_ATTEMPTS):
+            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+            if not self.builtin or _share(fd, self.path):
+                break
+            os.close(fd)
+        else:
+            raise OSError(f"{self.path} was rotated {_OPEN_ATTEMPTS} times in a row")
         info = os.fstat(fd)
         old, self._fd = self._fd, fd
-        self._identity = (info.st_dev, info.st_ino)
+        self._identity = _identity(info)
         if old >= 0:
             with contextlib.suppress(OSError):
                 os.close(old)
@@ -149,6 +196,13 @@ class FileSink(Sink):
             self._period_end = self._period_after(
                 info.st_mtime if info.st_size else self._clock()
             )
+
+    def _reopen(self) -> None:
+        try:
+            self._open()
+        except OSError as error:
+            self._close_fd()
+            self._failed(f"open {self.path}", error)
 
     def _period_after(self, when: float) -> float:
         return (int(when) // self.interval + 1) * self.interval
@@ -164,18 +218,25 @@ class FileSink(Sink):
         with self._lock:
             self._next_check = now + self.reopen_interval
             self._reopen_requested = False
-            try:
-                info = os.stat(self.path)
-                current = (info.st_dev, info.st_ino)
-            except OSError:
-                current = (-1, -1)
-            if current == self._identity and self._fd >= 0:
-                return
-            try:
-                self._open()
-            except OSError as error:
-                self._close_fd()
-                self._failed(f"open {self.path}", error)
+            written, self._written_since_check = self._written_since_check, 0
+            info = _stat(self.path)
+            if self._fd >= 0:
+                if info is not None and _identity(info) == self._identity:
+                    return
+                if info is None and written:
+                    self._report_if_deleted(written)
+            self._reopen()
+
+    def _report_if_deleted(self, written: int) -> None:
+        # A renamed file keeps its name elsewhere; a deleted one has none, and
+        # the lines written since the last check went with it.
+        with contextlib.suppress(OSError):
+            if os.fstat(self._fd).st_nlink == 0:
+                self._failed(
+                    f"write to {self.path}",
+                    f"the file was deleted; up to {written} line(s) written to "
+                    "it since the last check are gone",
+                )
 
     def request_reopen(self) -> None:
         """Reopen at the next write; safe to call from a signal handler."""
@@ -189,28 +250,37 @@ class FileSink(Sink):
     # --- built-in rotation --------------------------------------------------
 
     def _rotate(self, now: float) -> None:
-        with self._lock, self._rotation_lock():
+        with self._lock:
             try:
-                info = os.stat(self.path)
-            except OSError:
-                info = None
-            ours = info is not None and (info.st_dev, info.st_ino) == self._identity
-            due = info is not None and (
-                (self.max_bytes and info.st_size >= self.max_bytes)
-                or (self.interval and now >= self._period_end and info.st_size > 0)
-            )
-            if ours and due:
-                target = backup_name(self.path, now)
-                os.rename(self.path, target)
-                self.rotations += 1
-                self._start_maintenance(target)
-            try:
-                self._open()
+                with self._rotation_lock():
+                    if self._rotation_due(now):
+                        target = self._backup_target()
+                        os.rename(self.path, target)
+                        self.rotations += 1
+                        self._start_maintenance(target)
+                    self._reopen()
             except OSError as error:
-                self._close_fd()
-                self._failed(f"open {self.path}", error)
+                self._failed(f"rotate {self.path}", error)
             if self.interval and now >= self._period_end:
                 self._period_end = self._period_after(now)
+
+    def _rotation_due(self, now: float) -> bool:
+        """Whether the file at the path is ours and past a threshold."""
+        info = _stat(self.path)
+        if info is None or _identity(info) != self._identity:
+            return False
+        return bool(
+            (self.max_bytes and info.st_size >= self.max_bytes)
+            or (self.interval and now >= self._period_end and info.st_size > 0)
+        )
+
+    def _backup_target(self) -> Path:
+        when = self._clock()
+        target = backup_name(self.path, when)
+        while target.exists() or target.with_name(target.name + ".gz").exists():
+            when += 1e-6
+            target = backup_name(self.path, when)
+        return target
 
     @contextlib.contextmanager
     def _rotation_lock(self) -> Iterator[None]:
@@ -237,16 +307,29 @@ class FileSink(Sink):
         internal_thread.active = True
         try:
             if self.compress:
-                _gzip(backup)
+                _compress(backup, LEAVE_TIMEOUT)
+                # A process that ended before it compressed its backup leaves
+                # the work to the next rotation, whoever does it.
+                for older in self._backups():
+                    if older.suffix != ".gz" and older != backup:
+                        _compress(older, None)
             self._prune()
         except OSError as error:
-            self._failed(f"compress or prune {backup}", error)
+            self._failed(f"compress or prune backups of {self.path}", error)
+
+    def _backups(self) -> list[Path]:
+        return [p for p in log_files(self.path) if p != self.path]
 
     def _prune(self) -> None:
-        backups = [p for p in log_files(self.path) if p != self.path]
-        for old in backups[: max(0, len(backups) - self.backup_count)]:
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
+        # A backup seen both plain and gzipped (mid-compression) counts once.
+        kept: dict[str, list[Path]] = {}
+        for backup in self._backups():
+            kept.setdefault(backup.name.removesuffix(".gz"), []).append(backup)
+        names = sorted(kept)
+        for name in names[: max(0, len(names) - self.backup_count)]:
+            for old in kept[name]:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -271,11 +354,62 @@ class FileSink(Sink):
         self._maintenance = []
 
 
-def _gzip(path: Path) -> None:
-    target = path.with_name(path.name + ".gz")
-    temporary = path.with_name(path.name + ".gz.tmp")
-    with path.open("rb") as source, gzip.open(temporary, "wb") as sink:
-        shutil.copyfileobj(source, sink, 1024 * 1024)
-    os.chmod(temporary, FILE_MODE)
-    os.replace(temporary, target)
-    path.unlink()
+def _share(fd: int, path: Path) -> bool:
+    """Hold a shared lock on the file at *fd*: it tells rotators it is written.
+
+    False when the file is a backup being compressed, or was rotated away
+    between the open and the lock.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    info = _stat(path)
+    return info is not None and _identity(info) == _identity(os.fstat(fd))
+
+
+def _compress(path: Path, leave_timeout: float | None) -> None:
+    """Gzip the backup at *path* once no process writes to it any more.
+
+    A writer still holding it after *leave_timeout* seconds is idle, and
+    moves before its next line: the backup is compressed all the same. With
+    None, a backup still held is left for later.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    with os.fdopen(fd, "rb") as source:
+        if not _lock_exclusive(fd, leave_timeout):
+            return
+        info = _stat(path)
+        if info is None or _identity(info) != _identity(os.fstat(fd)):
+            return
+        # Two threads compress one backup only when a writer outstayed the
+        # timeout; each writes its own temporary file.
+        target = path.with_name(path.name + ".gz")
+        temporary = path.with_name(
+            f"{path.name}.{os.getpid()}-{threading.get_ident()}.gz.tmp"
+        )
+        with gzip.open(temporary, "wb") as sink:
+            shutil.copyfileobj(source, sink, 1024 * 1024)
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, target)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _lock_exclusive(fd: int, timeout: float | None) -> bool:
+    """Lock *fd* exclusively; after *timeout* (None: at once) go on anyway."""
+    deadline = time.monotonic() + (timeout or 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if timeout is None:
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.005)
+        else:
+            return True

@@ -1,0 +1,171 @@
+"""The file sink with several processes, and under faults (C9, C10)."""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import orjson
+import pytest
+
+from runtime_logging.sinks.file import log_files
+
+
+def run_script(script: str, *args: object, timeout: float = 120) -> str:
+    """Run *script* in a new interpreter; its stdout, or the failure shown."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def read_files(path: Path) -> list[tuple[Path, bytes]]:
+    """The file at *path* and its backups, oldest first, decompressed."""
+    return [
+        (p, gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes())
+        for p in log_files(path)
+    ]
+
+
+def aux_files(path: Path) -> list[str]:
+    """Files beside the log that are neither the log, a backup, nor the lock."""
+    known = {p.name for p in log_files(path)} | {path.name + ".lock"}
+    return sorted(p.name for p in path.parent.iterdir() if p.name not in known)
+
+
+C9_WRITERS = """
+    import os, sys
+    from runtime_logging import configure_logging
+    from runtime_logging._encoding import dumps_line
+
+    log_dir, processes, count, size = sys.argv[1], *map(int, sys.argv[2:])
+
+    def pad_to_size(logger, method, event):
+        # The fixed 'pad' key and its quotes: the rest is the pad itself.
+        event["pad"] = "x" * (size - len(dumps_line(event)) - len(',"pad":""'))
+        return event
+
+    service = configure_logging(
+        env={}, console="off", log_dir=log_dir, rotation="builtin",
+        max_bytes="64KB", backup_count=100_000, handle_signals=False,
+        service="c9", environment="test", release="1",
+        processors={"fields": [pad_to_size]},
+    )
+    log = service.get_logger("c9")
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            for seq in range(count):
+                log.info("line", seq=seq)
+            service.shutdown()
+            os._exit(0)
+        children.append(pid)
+    statuses = [os.waitpid(pid, 0)[1] for pid in children]
+    service.shutdown()
+    assert statuses == [0] * processes, statuses
+    print(" ".join(map(str, children)))
+"""
+
+
+@pytest.mark.slow
+def test_c9_several_processes_share_builtin_rotation(tmp_path):
+    """C9: 4 processes, 64 KB rotation: every line once, whole, in order."""
+    path = tmp_path / "logs" / "app.log"
+    line_size, limit, processes, count = 200, 64_000, 4, 5000
+
+    pids = run_script(C9_WRITERS, path.parent, processes, count, line_size).split()
+
+    files = read_files(path)
+    seen = collections.defaultdict(list)
+    for _, data in files:
+        for line in data.splitlines(keepends=True):
+            assert len(line) == line_size, line
+            fields = json.loads(line)
+            seen[str(fields["pid"])].append(fields["seq"])
+    # Each writer's lines, read file after file in rotation order, are in the
+    # order it wrote them: no writer went back to a file once it had moved on.
+    assert sorted(seen) == sorted(pids)
+    for pid in pids:
+        assert seen[pid] == list(range(count)), pid
+    # One rotation per threshold: every backup holds one file's worth, plus
+    # at most the line each writer had under way when the limit was crossed.
+    backups = [(p, data) for p, data in files if p != path]
+    assert all(p.suffix == ".gz" for p, _ in backups)
+    assert all(
+        limit <= len(data) <= limit + processes * line_size for _, data in backups
+    )
+    assert len(files[-1][1]) <= limit + processes * line_size
+    assert len(backups) == processes * count * line_size // (limit + line_size)
+    assert aux_files(path) == []
+
+
+C10_POOL = """
+    import multiprocessing, sys
+    from runtime_logging import configure_logging
+
+    log_dir, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    service = configure_logging(
+        env={}, console="off", log_dir=log_dir, handle_signals=False
+    )
+    log = service.get_logger("c10")
+
+    def write(seq):
+        log.info("long", seq=seq, text=str(seq % 10) * size)
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(write, range(count), chunksize=25)
+        pool.close()
+        pool.join()
+    service.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_c10_pool_inherits_the_parents_sink(tmp_path):
+    """C10: a fork pool writes 2000 lines of 10000 characters; all whole."""
+    path = tmp_path / "logs" / "app.log"
+
+    run_script(C10_POOL, path.parent, 2000, 10_000)
+
+    lines = path.read_bytes().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(lines) == 2000
+    assert sorted(r["seq"] for r in records) == list(range(2000))
+    assert all(r["text"] == str(r["seq"] % 10) * 10_000 for r in records)
+    assert len({r["pid"] for r in records}) > 1
+
+
+@pytest.mark.slow
+def test_emit_command_with_processes_and_builtin_rotation(tmp_path):
+    """`emit --processes 4 --count 50000` at 1 MB: 200000 distinct lines."""
+    log_dir = tmp_path / "logs"
+    command = [sys.executable, "-m", "runtime_logging", "emit"]
+    command += ["--processes", "4", "--count", "50000", "--rotation", "builtin"]
+    command += ["--max-bytes", "1MB", "--backup-count", "1000", "--console", "off"]
+    command += ["--log-dir", str(log_dir), "--handle-signals", "false"]
+
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    pairs = collections.Counter()
+    for _, data in read_files(log_dir / "app.log"):
+        for line in data.splitlines():
+            fields = orjson.loads(line)
+            pairs[fields["pid"], fields["seq"]] += 1
+    assert len(pairs) == 200_000
+    assert set(pairs.values()) == {1}
+    assert len({pid for pid, _ in pairs}) == 4
+    assert aux_files(log_dir / "app.log") == []
