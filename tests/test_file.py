@@ -5,6 +5,9 @@ from __future__ import annotations
 import collections
 import gzip
 import json
+import os
+import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -169,3 +172,116 @@ def test_emit_command_with_processes_and_builtin_rotation(tmp_path):
     assert set(pairs.values()) == {1}
     assert len({pid for pid, _ in pairs}) == 4
     assert aux_files(log_dir / "app.log") == []
+
+
+@pytest.fixture
+def fresh_diagnostics(monkeypatch):
+    """Failure reports counted and rate-bounded from zero for this test."""
+    from runtime_logging import sinks
+    from runtime_logging._diagnostics import Diagnostics
+
+    diagnostics = Diagnostics()
+    monkeypatch.setattr(sinks, "diagnostics", diagnostics)
+    return diagnostics
+
+
+def reports(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "sink file:" in line]
+
+
+class TestFaults:
+    @pytest.mark.parametrize("rotation", ["external", "builtin"])
+    def test_full_disk(self, make_log_file, capfd, fresh_diagnostics, rotation):
+        """A full disk: lines dropped and counted, reports bounded, then recovery."""
+        from runtime_logging._diagnostics import REPORTS_PER_WINDOW
+
+        setup = make_log_file(rotation=rotation, reopen_interval=0)
+        log = setup.service.get_logger("faults")
+        sink = setup.service.sink("file")
+        setup.path.unlink()
+        setup.path.symlink_to("/dev/full")
+
+        for seq in range(20):
+            log.info("lost", seq=seq)
+        during = sink.health()
+        setup.path.unlink()
+        log.info("kept")
+
+        assert (during.state, during.dropped) == ("degraded", 20)
+        assert during.failures >= 20
+        stderr = capfd.readouterr().err
+        assert "No space left on device" in stderr
+        assert len(reports(stderr)) == REPORTS_PER_WINDOW
+        assert sink.health().state == "healthy"
+        assert [line["event"] for line in setup.lines()] == ["kept"]
+
+    def test_deleted_directory(self, make_log_file, capfd, fresh_diagnostics):
+        """A deleted directory is recreated; the lines that went with it are told."""
+        setup = make_log_file(reopen_interval=0)
+        log = setup.service.get_logger("faults")
+        log.info("before")
+        shutil.rmtree(setup.dir)
+
+        log.info("after")
+
+        assert [line["event"] for line in setup.lines()] == ["after"]
+        assert "the file was deleted; up to 1 line(s)" in capfd.readouterr().err
+        assert setup.service.sink("file").health().failures == 1
+        assert stat.S_IMODE(setup.dir.stat().st_mode) == 0o750
+        assert stat.S_IMODE(setup.path.stat().st_mode) == 0o640
+
+    def test_directory_replaced_by_a_file(
+        self, make_log_file, capfd, fresh_diagnostics
+    ):
+        """No directory can be made: degraded and counted until it can."""
+        setup = make_log_file(reopen_interval=0)
+        log = setup.service.get_logger("faults")
+        sink = setup.service.sink("file")
+        shutil.rmtree(setup.dir)
+        setup.dir.write_text("not a directory")
+
+        for seq in range(10):
+            log.info("lost", seq=seq)
+        during = sink.health()
+        setup.dir.unlink()
+        log.info("kept")
+
+        assert (during.state, during.dropped) == ("degraded", 10)
+        assert "open" in during.detail
+        assert len(reports(capfd.readouterr().err)) == 5
+        assert sink.health().state == "healthy"
+        assert [line["event"] for line in setup.lines()] == ["kept"]
+
+    def test_file_replaced_under_the_writer(self, make_log_file):
+        """Another file put in its place is written from the next check on."""
+        setup = make_log_file(reopen_interval=0)
+        log = setup.service.get_logger("faults")
+        log.info("first")
+        aside = setup.dir / "aside.log"
+        aside.write_text("")
+        os.replace(aside, setup.path)
+
+        log.info("second")
+
+        assert [line["event"] for line in setup.lines()] == ["second"]
+        assert setup.service.sink("file").health().failures == 0
+
+    def test_directory_where_the_file_was(
+        self, make_log_file, capfd, fresh_diagnostics
+    ):
+        """A directory in the file's place: degraded until it is gone."""
+        setup = make_log_file(reopen_interval=0)
+        log = setup.service.get_logger("faults")
+        sink = setup.service.sink("file")
+        setup.path.unlink()
+        setup.path.mkdir()
+
+        log.info("lost")
+        during = sink.health()
+        setup.path.rmdir()
+        log.info("kept")
+
+        assert (during.state, during.dropped) == ("degraded", 1)
+        assert "Is a directory" in capfd.readouterr().err
+        assert [line["event"] for line in setup.lines()] == ["kept"]
+        assert sink.health().state == "healthy"
