@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -384,6 +385,17 @@ def _after_fork_in_child() -> None:
     for sink in service.sinks:
         with contextlib.suppress(Exception):
             _call(sink, "after_fork")
+    # multiprocessing ends its children with os._exit() after running its own
+    # finalizers, so atexit never drains them: register with those instead.
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(_at_exit, _drain_with_multiprocessing)
+
+
+def _drain_with_multiprocessing(at_exit: object) -> None:
+    util = sys.modules["multiprocessing.util"]
+    # The lowest priority: after the process's own finalizers, which may log.
+    util.Finalize(None, at_exit, exitpriority=-100)
 
 
 atexit.register(_at_exit)

@@ -247,6 +247,7 @@ class QueuedSink(Sink):
             self._in_flight = self._in_flight_bytes = self.queued_bytes = 0
             self._batch_number += 1
             self.dropped += left
+        self.report_drops()
         self._closing.set()
         self._wake.set()
         thread = self._thread

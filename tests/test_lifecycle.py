@@ -1,0 +1,289 @@
+"""Forks and exits: children log at once, queued events reach their sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+#: A queued sink whose deliveries take a while, writing what arrives to a file.
+PRELUDE = """
+    import os, signal, sys, threading, time
+    from runtime_logging import configure_logging
+    from runtime_logging.sinks._queue import QueuedSink
+
+    class SlowSink(QueuedSink):
+        name = "slow"
+
+        def __init__(self, path, pause):
+            super().__init__(batch_entries=10, batch_interval=0.05)
+            self.path, self.pause = path, pause
+
+        def deliver(self, batch):
+            time.sleep(self.pause)
+            with open(self.path, "a") as out:
+                for event in batch:
+                    out.write(event.json_line.decode())
+            return len(batch)
+"""
+
+
+def start(script: str, *args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(script)]
+        + [str(arg) for arg in args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Its forked children too: the session holds only what the test started.
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"the process hung\nstdout: {out}\nstderr: {err}")
+
+
+def delivered(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+EXITS = """
+    out, how = sys.argv[1], sys.argv[2]
+    service = configure_logging(
+        env={}, console="off", log_dir="off", shutdown_timeout="30s",
+        sinks=[SlowSink(out, 0.01)],
+    )
+    log = service.get_logger("exit")
+    for seq in range(500):
+        log.info("queued", seq=seq)
+    log.info("last")
+    if how == "exit":
+        sys.exit(3)
+    if how == "sigterm":
+        print("ready", flush=True)
+        time.sleep(60)
+"""
+
+
+class TestExit:
+    @pytest.mark.parametrize(
+        ("how", "status"),
+        [("return", 0), ("exit", 3), ("sigterm", -signal.SIGTERM)],
+    )
+    def test_queued_events_reach_the_sink(self, tmp_path, how, status):
+        """Normal return, sys.exit, SIGTERM: all 501 queued events are delivered."""
+        out = tmp_path / "delivered.jsonl"
+        process = start(EXITS, out, how)
+        if how == "sigterm":
+            assert process.stdout.readline() == "ready\n"
+            process.send_signal(signal.SIGTERM)
+
+        _, stderr = finish(process)
+
+        assert process.returncode == status, stderr
+        events = delivered(out)
+        assert [e["seq"] for e in events[:-1]] == list(range(500))
+        assert events[-1]["event"] == "last"
+
+    @pytest.mark.parametrize("how", ["return", "sigterm"])
+    def test_drain_gives_up_after_shutdown_timeout(self, tmp_path, how):
+        """A sink that takes a minute per batch holds the exit 0.2 s, not longer."""
+        script = """
+            out, how = sys.argv[1], sys.argv[2]
+            service = configure_logging(
+                env={}, console="off", log_dir="off", shutdown_timeout="200ms",
+                sinks=[SlowSink(out, 60)],
+            )
+            for seq in range(100):
+                service.get_logger("exit").info("stuck", seq=seq)
+            if how == "sigterm":
+                print("ready", flush=True)
+                time.sleep(60)
+        """
+        process = start(script, tmp_path / "delivered.jsonl", how)
+        if how == "sigterm":
+            assert process.stdout.readline() == "ready\n"
+            process.send_signal(signal.SIGTERM)
+
+        _, stderr = finish(process, timeout=30)
+
+        assert process.returncode == (-signal.SIGTERM if how == "sigterm" else 0)
+        assert "sink slow: 100 events dropped" in stderr
+
+
+SIGNALS = """
+    out, log_dir = sys.argv[1], sys.argv[2]
+    calls = []
+
+    def on_term(number, frame):
+        print("application SIGTERM", flush=True)
+        sys.exit(7)
+
+    def on_hup(number, frame):
+        calls.append("hup")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    service = configure_logging(
+        env={}, console="off", log_dir=log_dir, reopen_interval="1h",
+        sinks=[SlowSink(out, 0.01)],
+    )
+    log = service.get_logger("signals")
+    os.rename(os.path.join(log_dir, "app.log"), os.path.join(log_dir, "old.log"))
+    os.kill(os.getpid(), signal.SIGHUP)
+    for seq in range(200):
+        log.info("queued", seq=seq)
+    print("hup" if calls == ["hup"] else "no hup", flush=True)
+    time.sleep(60)
+"""
+
+
+class TestSignals:
+    def test_application_handlers_are_chained(self, tmp_path):
+        """The application's SIGHUP and SIGTERM handlers still run, after ours."""
+        out, log_dir = tmp_path / "delivered.jsonl", tmp_path / "logs"
+        process = start(SIGNALS, out, log_dir)
+        assert process.stdout.readline() == "hup\n"
+
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = finish(process)
+
+        assert process.returncode == 7, stderr
+        assert stdout == "application SIGTERM\n"
+        assert [e["seq"] for e in delivered(out)] == list(range(200))
+        # SIGHUP reopened the file: the lines after it are in the new app.log.
+        assert (log_dir / "old.log").read_text() == ""
+        assert len((log_dir / "app.log").read_text().splitlines()) == 200
+
+    def test_no_handlers_when_signals_are_the_applications(self, tmp_path):
+        """With handle_signals off, SIGTERM and SIGHUP keep their handlers."""
+        script = """
+            before = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)]
+            configure_logging(
+                env={}, console="off", log_dir="off", handle_signals=False
+            )
+            after = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)]
+            print(before == after == [signal.SIG_DFL, signal.SIG_DFL])
+        """
+        process = start(script)
+
+        stdout, stderr = finish(process)
+
+        assert stdout == "True\n", stderr
+
+
+FORK_WITH_LOCKS_HELD = """
+    import logging
+    from runtime_logging import _service
+    from runtime_logging._diagnostics import diagnostics
+
+    out, log_dir = sys.argv[1], sys.argv[2]
+    slow = SlowSink(out, 0)
+    service = configure_logging(
+        env={}, console="off", log_dir=log_dir, reopen_interval=0,
+        handle_signals=False, sinks=[slow],
+    )
+    log = service.get_logger("fork")
+    log.info("parent", seq=0)
+    file_sink = service.sink("file")
+    locks = [
+        file_sink._lock, file_sink._state_lock, slow._lock, slow._state_lock,
+        diagnostics._lock, _service._lock, logging.getLogger().handlers[0].lock,
+    ]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        for lock in locks:
+            lock.acquire()
+        holding.set()
+        release.wait()
+        for lock in reversed(locks):
+            lock.release()
+
+    threading.Thread(target=hold, daemon=True).start()
+    holding.wait()
+    pid = os.fork()
+    if pid == 0:
+        log.info("child", seq=1)
+        logging.getLogger("stdlib").warning("child stdlib")
+        diagnostics.failure("fork test", "the child reports")
+        service.flush()
+        service.shutdown()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    service.shutdown()
+    print(pid, status)
+"""
+
+
+class TestFork:
+    def test_child_logs_while_a_parent_thread_held_every_lock(self, tmp_path):
+        """Locks held by another thread at fork time don't block the child."""
+        out, log_dir = tmp_path / "delivered.jsonl", tmp_path / "logs"
+        process = start(FORK_WITH_LOCKS_HELD, out, log_dir)
+
+        stdout, stderr = finish(process, timeout=30)
+
+        child, status = stdout.split()
+        assert status == "0", stderr
+        assert "fork test: the child reports" in stderr
+        lines = [
+            json.loads(line) for line in (log_dir / "app.log").read_bytes().splitlines()
+        ]
+        assert [(line["event"], line["pid"]) for line in lines[1:]] == [
+            ("child", int(child)),
+            ("child stdlib", int(child)),
+        ]
+        assert lines[0]["pid"] == process.pid
+        # The child's own thread delivered its event; the parent's queue was
+        # the parent's to deliver, not the child's.
+        assert [(e["event"], e["pid"]) for e in delivered(out)] == [
+            ("parent", process.pid),
+            ("child", int(child)),
+            ("child stdlib", int(child)),
+        ] or sorted(e["event"] for e in delivered(out)) == [
+            "child",
+            "child stdlib",
+            "parent",
+        ]
+
+    def test_pool_workers_drain_their_queues_at_exit(self, tmp_path):
+        """Events queued in multiprocessing workers are delivered when they end."""
+        script = """
+            import multiprocessing
+            out = sys.argv[1]
+            service = configure_logging(
+                env={}, console="off", log_dir="off", handle_signals=False,
+                sinks=[SlowSink(out, 0.05)],
+            )
+            log = service.get_logger("pool")
+
+            def work(seq):
+                log.info("work", seq=seq)
+
+            pool = multiprocessing.get_context("fork").Pool(2)
+            pool.map(work, range(100), chunksize=10)
+            pool.close()
+            pool.join()
+            service.shutdown()
+        """
+        out = tmp_path / "delivered.jsonl"
+        process = start(script, out)
+
+        _, stderr = finish(process)
+
+        assert process.returncode == 0, stderr
+        assert sorted(e["seq"] for e in delivered(out)) == list(range(100))
