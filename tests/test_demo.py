@@ -215,6 +215,53 @@ class TestSummary:
         assert f"lines written: {len(demo.lines)}" in text
 
 
+class TestMetrics:
+    def test_the_reference_rules_count_what_the_summary_counts(self, tmp_path):
+        """The demo's events through the reference rules give the summary's numbers."""
+        from runtime_logging.config import load_settings
+        from runtime_logging.metrics import MetricsSink
+
+        settings = load_settings(
+            None, {}, metrics=True, metrics_address="off", log_dir=str(tmp_path)
+        )
+        sink = MetricsSink(settings)
+        run = DemoRun(tmp_path, sinks=[sink])
+        values = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in sink.collect()
+            for sample in family.samples
+        }
+
+        def metric(name, **labels):
+            return values.get((f"vscode_runtime_{name}", tuple(sorted(labels.items()))))
+
+        summary = run.summary
+        for status, count in summary.installations.items():
+            assert metric("installations_total", status=status) == count
+        for status, count in summary.downloads.items():
+            assert metric("downloads_total", status=status) == count
+        assert metric("cache_hits_total") == summary.cache_hits
+        assert metric("cache_misses_total") == summary.cache_misses
+        requests = Counter(
+            line["field_service"] for line in run.named("Network request")
+        )
+        for service, count in requests.items():
+            assert metric("network_requests_total", service=service) == count
+        assert metric("rate_limiter_rejected_requests_total") == len(
+            run.named("Rate limit rejected")
+        )
+        assert (
+            metric(
+                "circuit_breaker_transitions_total",
+                circuit="download",
+                to="open",
+                **{"from": "closed"},
+            )
+            >= 1
+        )
+        assert metric("errors_total", type="domain") >= 1
+
+
 class TestSettings:
     def test_settings_pass_through_and_level_is_respected(self, tmp_path):
         """Settings reach the pipeline; RUNTIME_LOGGING_LEVEL beats the demo's level."""

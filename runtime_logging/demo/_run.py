@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ ERROR_LEVELS = ("warning", "error", "critical")
 class Tally(Sink):
     """Counts what the file receives: events by name and field, errors by level."""
 
-    name = "demo-tally"
+    name = "demo-summary"
 
     def __init__(self) -> None:
         """Start with nothing counted."""
@@ -117,17 +117,18 @@ def run_demo(
     installations: int = 12,
     seed: int = 7,
     env: Mapping[str, str] | None = None,
+    sinks: Iterable[Sink] = (),
     **settings: Any,
 ) -> DemoSummary:
     """Run the installer workload against a local module service; return its summary.
 
-    Logging is configured once from *config_file* and *settings* (any setting
-    of `configure_logging()`, so Sentry, Loki and metrics switch on when
-    given) and shut down at the end; *env* is the environment to read
-    settings from (`os.environ` when None). The demo's one default of its
-    own is ``level="debug"``, so the file holds every event of the workload;
-    the console then shows info and up. *seed* fixes the faults and the
-    choice of modules.
+    Logging is configured once from *config_file*, *env* (`os.environ` when
+    None), *settings* (any setting of `configure_logging()`, so Sentry, Loki
+    and metrics switch on when given) and *sinks* (more sinks to deliver to),
+    and shut down at the end. The demo's one default of its own is
+    ``level="debug"``, so the file holds every event of the workload; the
+    console then shows info and up. *seed* fixes the faults and the choice
+    of modules.
 
     Raises:
         ConfigurationError: a setting is bad, or stdlib capture is off (the
@@ -149,7 +150,7 @@ def run_demo(
 
     started = time.perf_counter()
     tally = Tally()
-    service = configure_logging(config_file, env=env, sinks=[tally], **settings)
+    service = configure_logging(config_file, env=env, sinks=[tally, *sinks], **settings)
     if "level" in defaults:
         # The file takes every event; a person at the console reads info and up.
         _quiet_console(service)
