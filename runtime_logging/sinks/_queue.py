@@ -108,8 +108,9 @@ class QueuedSink(Sink):
                 return
             self._queue.append((self.keep(event), size))
             self.queued_bytes += size
-            if len(self._queue) >= self.batch_entries or (
-                self.batch_bytes and self.queued_bytes >= self.batch_bytes
+            if not self._wake.is_set() and (
+                len(self._queue) >= self.batch_entries
+                or (self.batch_bytes and self.queued_bytes >= self.batch_bytes)
             ):
                 self._wake.set()
         if self._thread is None or self._pid != os.getpid():

@@ -1,0 +1,79 @@
+"""Caller-side cost per event with the Loki sink: off, healthy, and Loki hung.
+
+Each variant logs the same event to a file (plus Loki when on), interleaved
+over rounds; per-call times are pooled and their percentiles printed. The
+healthy Loki is the strict receiver of the test suite; the hung one accepts
+connections and never answers. Every pushed entry is counted at the end.
+
+    python benchmarks/loki_cost.py [--calls 20000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+
+from _event import FIELDS, MESSAGE
+from _hung import hung_server
+from loki_server import LokiReceiver
+
+import runtime_logging
+
+
+def trial(directory: Path, calls: int, loki_url: str) -> tuple[list[int], object]:
+    service = runtime_logging.configure_logging(
+        env={},
+        console="off",
+        log_dir=str(directory),
+        handle_signals=False,
+        loki_url=loki_url,
+    )
+    log = service.get_logger("bench")
+    clock = time.perf_counter_ns
+    times = []
+    for _ in range(calls):
+        start = clock()
+        log.info(MESSAGE, **FIELDS)
+        times.append(clock() - start)
+    health = service.health().get("loki")
+    service.shutdown(timeout=2.0)
+    return times, health
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    receiver = LokiReceiver()
+    pooled: dict[str, list[int]] = {"off": [], "healthy": [], "hung": []}
+    with hung_server() as hung, tempfile.TemporaryDirectory() as work:
+        urls = {"off": "", "healthy": receiver.url, "hung": hung.url}
+        for number in range(args.rounds):
+            for variant, url in urls.items():
+                directory = Path(work) / f"{variant}-{number}"
+                times, health = trial(directory, args.calls, url)
+                pooled[variant].extend(times)
+                if variant != "off":
+                    print(f"  round {number} {variant}: {health}")
+    receiver.stop()
+    expected = args.calls * args.rounds
+    print(f"healthy Loki stored {receiver.entries()} of {expected} entries")
+    print(f"{'variant':<8} {'mean':>8} {'p50':>8} {'p99':>8} {'p99.9':>8}  (ns)")
+    for variant, times in pooled.items():
+        times.sort()
+        mean = statistics.fmean(times)
+        p50, p99, p999 = (times[int(f * (len(times) - 1))] for f in (0.5, 0.99, 0.999))
+        print(f"{variant:<8} {mean:8.0f} {p50:8d} {p99:8d} {p999:8d}")
+    return 0 if receiver.entries() == expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
