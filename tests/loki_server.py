@@ -334,23 +334,34 @@ class LokiReceiver:
         return stored, refused
 
 
-def hung_listener() -> tuple[socket.socket, int]:
+class HungListener:
     """A TCP listener on 127.0.0.1 that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
 
-    def accept() -> None:
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
         while True:
             try:
-                connection, _ = listener.accept()
+                connection, _ = self._listener.accept()
             except OSError:
                 return
-            held.append(connection)
+            self._held.append(connection)
 
-    threading.Thread(target=accept, daemon=True).start()
-    return listener, listener.getsockname()[1]
+    def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone doesn't.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+        self._listener.close()
+        for connection in self._held:
+            connection.close()
 
 
 def closed_port() -> int:

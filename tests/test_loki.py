@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from loki_server import LokiReceiver, closed_port, hung_listener
+from loki_server import HungListener, LokiReceiver, closed_port
 
 from runtime_logging import ConfigurationError, MissingExtraError, configure_logging
 from runtime_logging.sinks.loki import LokiSink, truncate_line
@@ -412,7 +412,8 @@ class TestNeverInTheWay:
         """1000 log.error calls return; at shutdown all 1000 are accounted for."""
         listener = None
         if target == "hung":
-            listener, port = hung_listener()
+            listener = HungListener()
+            port = listener.port
         else:
             port = closed_port()
         service = _configure(
@@ -560,7 +561,8 @@ class TestNothingLostAtExit:
         """A dead or hung Loki holds the exit for the drain time at most (+1 s)."""
         listener = None
         if target == "hung":
-            listener, port = hung_listener()
+            listener = HungListener()
+            port = listener.port
         else:
             port = closed_port()
         try:

@@ -279,6 +279,11 @@ class LokiSink(QueuedSink):
         wait = _retry_after(response.headers.get("Retry-After"))
         return response.status, wait, f"Loki answered {response.status}: {text}"
 
+    def close(self, timeout: float | None = None) -> None:
+        """Drain within *timeout*, stop, and close the idle connections."""
+        super().close(timeout)
+        self._pool.clear()
+
     def after_fork(self) -> None:
         """Use new connections in a forked child: the parent's are shared."""
         super().after_fork()
