@@ -244,3 +244,39 @@ class TestInThePipeline:
         """The message names the setting and the value."""
         with pytest.raises(ConfigurationError, match=f"`{setting}` is {value!r}"):
             configure_logging(env={}, console="off", log_dir="off", **{setting: value})
+
+
+def test_suppressions_are_counted_in_the_metrics(tmp_path):
+    """`log_events_suppressed_total{level}` adds up the summaries."""
+    import http.client
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    service = configure_logging(
+        env={},
+        console="off",
+        log_dir="off",
+        handle_signals=False,
+        metrics=True,
+        metrics_address="127.0.0.1:0",
+        rate_limit=0.001,
+        rate_limit_burst=3,
+    )
+    for _ in range(50):
+        get_logger("app").warning("Cache unavailable")
+    service.flush()
+    server = service.sink("metrics").server
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/metrics")
+    body = connection.getresponse().read().decode()
+    connection.close()
+
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+    name = "vscode_runtime_log_events_suppressed_total"
+    assert samples[name, (("level", "warning"),)] == 47
+    assert samples[name, (("level", "info"),)] == 0

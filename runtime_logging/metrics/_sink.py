@@ -28,6 +28,7 @@ from runtime_logging.metrics._process import (
 )
 from runtime_logging.metrics._rules import Family, Rule, RuleSet, load_rules
 from runtime_logging.metrics._store import Recorder
+from runtime_logging.ratelimit import SUMMARY_EVENT
 from runtime_logging.sinks import Sink, SinkHealth
 
 
@@ -77,6 +78,13 @@ class MetricsSink(Sink):
             ("level",),
             known=tuple((level,) for level in LEVELS),
         )
+        self.suppressed = Family(
+            prefix + "log_events_suppressed_total",
+            "counter",
+            "Events the rate limit held back, by level (counted from its summaries).",
+            ("level",),
+            known=tuple((level,) for level in LEVELS),
+        )
         self.health_checks = Family(
             prefix + "health_check_duration_seconds",
             "histogram",
@@ -84,7 +92,12 @@ class MetricsSink(Sink):
             ("component",),
             (0.00001, 0.0001, 0.001, 0.01, 0.1, 1.0),
         )
-        taken = {self.errors.name, self.events.name, self.health_checks.name}
+        taken = {
+            self.errors.name,
+            self.events.name,
+            self.suppressed.name,
+            self.health_checks.name,
+        }
         for family in rules.families:
             if family.name in taken or family.name.startswith(prefix + "log_"):
                 raise ConfigurationError(
@@ -93,7 +106,13 @@ class MetricsSink(Sink):
                 )
         self.directory = _metrics_dir(settings.metrics_dir)
         self.recorder = Recorder(
-            (self.errors, self.events, self.health_checks, *rules.families),
+            (
+                self.errors,
+                self.events,
+                self.suppressed,
+                self.health_checks,
+                *rules.families,
+            ),
             self.directory,
             window,
         )
@@ -126,11 +145,20 @@ class MetricsSink(Sink):
                 recorder.count_error(
                     self.errors, found[0], found[1], event.time_ns // 1_000_000_000
                 )
+        if fields["event"] == SUMMARY_EVENT:
+            self._count_suppressed(fields)
         rules = self._by_event.get(fields["event"])
         if rules is not None:
             for rule in rules:
                 self._apply(rule, fields)
         self.delivered += 1
+
+    def _count_suppressed(self, fields: Mapping[str, Any]) -> None:
+        # The summary, not the limiter's own counter, so that pre-fork
+        # workers' suppressions reach the shared files like every count.
+        suppressed = fields.get("suppressed")
+        if type(suppressed) is int and suppressed > 0:
+            self.recorder.add(self.suppressed, (fields["level"],), suppressed)
 
     def _apply(self, rule: Rule, fields: Mapping[str, Any]) -> None:
         if rule.when and not rule.matches(fields):
