@@ -7,7 +7,11 @@ own. gunicorn keeps its signals: USR1
 reopens the log file, TERM drains it at exit.
 
 Settings come from ``RUNTIME_LOGGING_*`` variables as usual; ``APP_BIND``
-and ``APP_WORKERS`` choose the address and the number of workers.
+and ``APP_WORKERS`` choose the address and the number of workers. With
+``RUNTIME_LOGGING_METRICS=true``, the master serves ``/metrics`` and
+``/health`` on ``RUNTIME_LOGGING_METRICS_ADDRESS``, its own port, for all
+workers: they count into ``RUNTIME_LOGGING_METRICS_DIR``, and a worker that
+exits is folded into the totals there.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from runtime_logging import configure_logging, get_logger, get_service
+from runtime_logging.metrics import mark_process_dead
 
 bind = os.environ.get("APP_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("APP_WORKERS", "2"))
@@ -78,3 +83,11 @@ def worker_exit(server: Any, worker: Any) -> None:
     service = get_service()
     if service is not None:
         service.flush()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master: keep an exited worker's counts, drop its files."""
+    del server
+    service = get_service()
+    if service is not None and service.settings.metrics:
+        mark_process_dead(worker.pid)

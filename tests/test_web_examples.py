@@ -51,13 +51,16 @@ def get(port, path, request_id=None):
 @pytest.fixture
 def gunicorn(tmp_path):
     """The example service under gunicorn, 2 workers, on a free local port."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "APP_BIND": f"127.0.0.1:{port}",
         "APP_WORKERS": "2",
         "RUNTIME_LOGGING_LOG_DIR": str(tmp_path),
         "RUNTIME_LOGGING_CONSOLE": "off",
+        "RUNTIME_LOGGING_METRICS": "true",
+        "RUNTIME_LOGGING_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        "RUNTIME_LOGGING_METRICS_DIR": str(tmp_path / "metrics"),
     }
     env.pop("RUNTIME_LOGGING_CONFIG", None)
     process = subprocess.Popen(
@@ -78,7 +81,7 @@ def gunicorn(tmp_path):
     )
     try:
         wait_for_port(port, process)
-        yield port, process, tmp_path / "app.log"
+        yield port, metrics_port, process, tmp_path / "app.log"
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -93,7 +96,7 @@ def gunicorn(tmp_path):
 @pytest.mark.slow
 def test_gunicorn_workers_log_requests_in_the_schema(gunicorn):
     """Access and app lines share the request id the response returns."""
-    port, process, log_path = gunicorn
+    port, metrics_port, process, log_path = gunicorn
     given = [f"given-{n}" for n in range(8)]
 
     answers = [get(port, "/", request_id) for request_id in given]
@@ -101,6 +104,7 @@ def test_gunicorn_workers_log_requests_in_the_schema(gunicorn):
     answers.append(get(port, "/?token=s3cr3t&page=2", "with-query"))
     answers.append(get(port, "/fail", "failing"))
     answers.append(get(port, "/", "bad id\u00e9"))
+    metrics = scrape(metrics_port)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=30)[0]
 
@@ -141,3 +145,25 @@ def test_gunicorn_workers_log_requests_in_the_schema(gunicorn):
     assert failed["exception"]["type"] == "ZeroDivisionError"
     assert by_id["with-query"]["path"] == "/?token=[REDACTED:pair]&page=2"
     assert list(by_id["given-0"])[:9] == list(lines[0])[:9]
+    info = metrics["vscode_runtime_log_events_total", (("level", "info"),)]
+    assert info >= 2 * 18 + 1
+    assert metrics["vscode_runtime_log_events_total", (("level", "error"),)] == 1
+
+
+def scrape(port):
+    """The master's /metrics, on its own port, as {(name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        body = response.read().decode()
+    finally:
+        connection.close()
+    assert response.status == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
