@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime_logging._pipeline import internal_thread
 from runtime_logging.errors import ConfigurationError
+from runtime_logging.metrics._process import health_family
 from runtime_logging.sinks import DOWN, HEALTH_VALUES, HEALTHY, SinkHealth
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -85,9 +86,19 @@ class MetricsApp:
             if sink is not None:
                 report = sink.timed_health()
             status, document = health_document(report)
+            if _wants_prometheus(environ):
+                prefix = sink.prefix if sink is not None else ""
+                body = metrics_text(lambda: [health_family(prefix, report)])
+                return _respond(start_response, status, CONTENT_TYPE_PLAIN_0_0_4, body)
             data = json.dumps(document, sort_keys=True).encode() + b"\n"
             return _respond(start_response, status, "application/json", data)
         return _respond(start_response, 404, "text/plain", b"try /metrics or /health\n")
+
+
+def _wants_prometheus(environ: Environ) -> bool:
+    # A Prometheus scrape asks for its formats; people and curl get JSON.
+    accept = str(environ.get("HTTP_ACCEPT", ""))
+    return "openmetrics-text" in accept or "version=0.0.4" in accept
 
 
 _REASONS = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}

@@ -97,6 +97,18 @@ def memory_bytes() -> float:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
+def health_family(prefix: str, health: Mapping[str, SinkHealth]) -> Metric:
+    """``<prefix>health_status{component}``: 1 healthy, 0.5 degraded, 0 down."""
+    status = GaugeMetricFamily(
+        prefix + "health_status",
+        "Health of each component: 1 healthy, 0.5 degraded, 0 down.",
+        labels=["component"],
+    )
+    for name, state in health.items():
+        status.add_metric([name], state.value)
+    return status
+
+
 def runtime_families(
     prefix: str,
     health: Mapping[str, SinkHealth],
@@ -114,11 +126,7 @@ def runtime_families(
     for severity, value in error_rates.items():
         rate.add_metric([severity], value)
 
-    status = GaugeMetricFamily(
-        prefix + "health_status",
-        "Health of each component: 1 healthy, 0.5 degraded, 0 down.",
-        labels=["component"],
-    )
+    status = health_family(prefix, health)
     delivered = CounterMetricFamily(
         prefix + "log_events_delivered",
         "Events each sink delivered.",
@@ -140,7 +148,6 @@ def runtime_families(
         labels=["sink"],
     )
     for name, state in health.items():
-        status.add_metric([name], state.value)
         delivered.add_metric([name], state.delivered)
         dropped.add_metric([name], state.dropped)
         failures.add_metric([name], state.failures)
