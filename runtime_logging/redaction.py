@@ -8,10 +8,17 @@ Two rules:
 - a *key* whose name, with case and separators folded (``api_key``,
   ``api-key``, ``apiKey``, ``X-Api-Key`` are all ``apikey`` at the end),
   ends in a sensitive word has its whole value replaced, at any depth;
-- a *string* anywhere (the message, field values, exception messages) has
-  the secret parts of recognisable patterns replaced: bearer and basic
-  credentials, JWTs, URL user-info, secret query parameters (the rest of the
-  URL kept), cloud access keys, private-key blocks, ``password=...`` pairs.
+- a *string* anywhere (the message, field values, exception messages,
+  local variables, bytes read as UTF-8) has the secret parts of recognisable
+  patterns replaced: bearer and basic credentials, JWTs, secret header
+  lines (``Authorization:``, ``Cookie:``), URL user-info, secret query
+  parameters (the rest of the URL kept), cloud and service access keys,
+  private-key blocks, ``password=...`` pairs (quoted or not).
+
+Words of prose that merely look like those names (``token count``, ``basic
+usage``, ``author``) are left alone: a scheme's credential must look
+generated, a Basic one must decode to ``user:password``. A string with none
+of the trigger characters is returned untouched without running a pattern.
 
 A replacement is the marker ``[REDACTED:<what>]``. Containers the caller
 passed are never changed: a changed one is copied.
@@ -19,8 +26,10 @@ passed are never changed: a changed one is copied.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 MARKER = "[REDACTED:{}]"
@@ -42,6 +51,9 @@ DEFAULT_KEYS = frozenset(
         "sessionid",
         "session",
         "privatekey",
+        "secretkey",
+        "signingkey",
+        "encryptionkey",
         "credential",
         "credentials",
         "accesskey",
@@ -55,7 +67,50 @@ _SENSITIVE_PARAMS = (
     r"access_?token|refresh_?token|id_?token|token|code|api_?key|apikey|key|secret|"
     r"client_?secret|password|passwd|pwd|sig|signature|session|sessionid|auth|jwt"
 )
-_PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+_PAIR_KEYS = (
+    r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|"
+    r"private[_-]?key|session(?:id)?|cookie|auth(?:orization)?|credentials?"
+)
+_HEADERS_TO_HIDE = r"(?:proxy-)?authorization|(?:set-)?cookie|x-api-key|x-auth-token"
+
+
+def _credentials(match: re.Match[str]) -> str:
+    """``Bearer x`` always; ``Basic x`` when x decodes to ``user:password``."""
+    scheme, space, credential = match.group(1, 2, 3)
+    kind = scheme.lower()
+    if kind == "bearer" or _looks_generated(credential):
+        secret = True
+    elif kind == "basic":
+        secret = _is_basic_pair(credential)
+    else:
+        secret = False
+    return f"{scheme}{space}{MARKER.format('credentials')}" if secret else match[0]
+
+
+def _looks_generated(word: str) -> bool:
+    # Words of prose ("token count", "basic usage") have no digits or symbols.
+    return len(word) >= 20 or any(c.isdigit() or c in "+/=_.~-" for c in word)
+
+
+def _is_basic_pair(credential: str) -> bool:
+    padded = credential + "=" * (-len(credential) % 4)
+    try:
+        return b":" in base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _pair(match: re.Match[str]) -> str:
+    """Keep the key and the quotes; replace what is between them."""
+    value = match[2]
+    marker = MARKER.format("pair")
+    if value[:1] in {'"', "'"}:
+        return f"{match[1]}{value[0]}{marker}{value[0]}"
+    return match[1] + marker
+
+
+_Replacement = str | Callable[[re.Match[str]], str]
+_PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
     (
         "private key",
         re.compile(
@@ -67,28 +122,48 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ),
     ("jwt", re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), "{m}"),
     (
+        "header",
+        re.compile(rf"(?im)(?<![\w-])((?:{_HEADERS_TO_HIDE})\s*:\s*)[^\r\n\"']+"),
+        r"\1{m}",
+    ),
+    (
         "credentials",
-        re.compile(r"(?i)\b(bearer|basic|token|digest)(\s+)[\w.~+/=-]{4,}"),
-        r"\1\2{m}",
+        re.compile(r"(?i)\b(bearer|basic|token|digest)(\s+)([\w.~+/=-]{4,})"),
+        _credentials,
     ),
     ("url credentials", re.compile(r"(://[^/\s:@]*:)[^/\s@]+(@)"), r"\1{m}\2"),
     (
         "query",
-        re.compile(rf"(?i)([?&;](?:{_SENSITIVE_PARAMS})=)[^&#\s\"']+"),
-        r"\1{m}",
-    ),
-    ("cloud key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA)[0-9A-Z]{16}\b"), "{m}"),
-    (
-        "pair",
+        # A parameter after ``?``, ``&`` or ``;``, or at the start of a bare
+        # query string (``code=abc&x=1``, as Sentry keeps it).
         re.compile(
-            r"(?i)\b((?:[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|"
-            r"session(?:id)?|cookie|auth(?:orization)?))\s*[=:]\s*)"
-            r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+            rf"(?i)((?:[?&;]|^(?=\S*$))(?:{_SENSITIVE_PARAMS})=)"
+            r"(?!\[REDACTED)[^&#\s\"']+"
         ),
         r"\1{m}",
     ),
+    (
+        "access key",
+        re.compile(
+            r"\b(?:(?:AKIA|ASIA|AGPA|AIDA)[0-9A-Z]{16}|AIza[\w-]{35}|"
+            r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{22,}|"
+            r"xox[abprs]-[\w-]{10,}|[sr]k_live_[0-9A-Za-z]{10,})\b"
+        ),
+        "{m}",
+    ),
+    (
+        "pair",
+        re.compile(
+            rf"(?i)(?<![\w-])((?:[\w-]*(?:{_PAIR_KEYS}))[\"']?\s*[=:]\s*)"
+            r"(?!\[REDACTED)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+        ),
+        _pair,
+    ),
 )
-_TRIGGER = re.compile(r"[=:@]|eyJ|AKIA|ASIA|AGPA|AIDA|(?i:bearer|basic|token|digest)\s")
+_TRIGGER = re.compile(
+    r"[=:@]|eyJ|-----BEGIN|AKIA|ASIA|AGPA|AIDA|AIza|gh[pousr]_|github_pat_|xox|"
+    r"_live_|(?i:bearer|basic|token|digest)\s"
+)
 _FOLD = re.compile(r"[^a-z0-9]")
 #: Messages remembered with their redacted form; most are constant per call.
 _MESSAGE_CACHE_SIZE = 4096
@@ -150,7 +225,12 @@ class RedactionPolicy:
         #: needs no key check (one set operation instead of one per key).
         self._plain_keys: set[str] = set()
         self._patterns = tuple(
-            (pattern, replacement.replace("{m}", MARKER.format(what)))
+            (
+                pattern,
+                replacement.replace("{m}", MARKER.format(what))
+                if isinstance(replacement, str)
+                else replacement,
+            )
             for what, pattern, replacement in _PATTERNS
         )
 
@@ -181,6 +261,10 @@ class RedactionPolicy:
         kind = type(value)
         if kind is str:
             return self.redact_text(value)
+        if kind is bytes or kind is bytearray:
+            text = value.decode("utf-8", "backslashreplace")
+            redacted = self.redact_text(text)
+            return value if redacted is text else redacted
         if depth > 32:
             return value
         if kind is dict or isinstance(value, Mapping):
@@ -195,6 +279,10 @@ class RedactionPolicy:
                 result[key] = new
             return result if changed else value
         if kind is list or kind is tuple:
+            if len(value) == 2 and value[1] and self.is_secret_key(value[0]):
+                # A header as a pair: ("Authorization", "Bearer ...").
+                pair = [value[0], MARKER.format(fold_key(value[0]))]
+                return pair if kind is list else tuple(pair)
             items = [self.redact_value(item, depth + 1) for item in value]
             if any(new is not old for new, old in zip(items, value, strict=True)):
                 return items if kind is list else tuple(items)

@@ -1,0 +1,439 @@
+"""One redaction policy for every sink: the policy, a corpus, and C8."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+
+import pytest
+import sentry_sdk
+from loki_server import LokiReceiver
+from sentry_server import SentryServer
+
+from runtime_logging import RedactionPolicy, configure_logging
+from runtime_logging.sinks.console import ConsoleSink
+
+
+def secret(n: int) -> str:
+    """A distinct secret that no marker, id or ordinary word contains."""
+    return f"Zq{n:03d}xW7k"
+
+
+KEYS = [
+    "password",
+    "Password",
+    "PASSWORD",
+    "passwd",
+    "pwd",
+    "db_password",
+    "passphrase",
+    "api_key",
+    "api-key",
+    "apiKey",
+    "X-Api-Key",
+    "access_token",
+    "refreshToken",
+    "id-token",
+    "client_secret",
+    "clientSecret",
+    "secret",
+    "secret_key",
+    "Authorization",
+    "Proxy-Authorization",
+    "cookie",
+    "Set-Cookie",
+    "session_id",
+    "sessionId",
+    "private_key",
+    "aws_secret_access_key",
+    "jwt",
+    "sentry_dsn",
+    "db_credentials",
+    "signature",
+    "auth",
+    "X-Auth-Token",
+]
+
+BASIC = base64.b64encode(f"admin:{secret(900)}".encode()).decode()
+JWT = (
+    f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ{secret(901)}In0.{secret(902)}sig"
+)
+AWS = "AKIAZQ903XW7KQAAAAAA"
+
+#: (what, message, fields, the secrets that must not appear).
+TEXT_CASES = [
+    ("free text pair", f"login password={secret(100)} ok", {}, [secret(100)]),
+    ("free text colon", f"retry with token: {secret(101)}", {}, [secret(101)]),
+    ("quoted json", f'body {{"password": "{secret(102)}"}}', {}, [secret(102)]),
+    ("single quotes", f"secret='{secret(103)}' set", {}, [secret(103)]),
+    ("bearer", f"sent Bearer {secret(104)} upstream", {}, [secret(104)]),
+    ("basic", f"sent Basic {BASIC} upstream", {}, [BASIC]),
+    ("jwt", f"session {JWT}", {}, [secret(901), secret(902)]),
+    ("url userinfo", f"db postgres://app:{secret(105)}@db:5432/x", {}, [secret(105)]),
+    (
+        "query in message",
+        f"GET https://api/x?api_key={secret(106)}&page=2",
+        {},
+        [secret(106)],
+    ),
+    ("aws key", f"using {AWS} now", {}, [AWS]),
+    (
+        "private key",
+        (
+            f"key -----BEGIN RSA PRIVATE KEY-----\nMII{secret(107)}\n"
+            "-----END RSA PRIVATE KEY----- loaded"
+        ),
+        {},
+        [secret(107)],
+    ),
+    ("github token", "push ghp_" + secret(108) * 4, {}, [secret(108) * 4]),
+    ("slack token", f"hook xoxb-{secret(109)}-{secret(110)}", {}, [secret(109)]),
+    ("stripe key", f"charge sk_live_{secret(111)}abcdef", {}, [secret(111)]),
+    ("header line", f"Authorization: Bearer {secret(112)}", {}, [secret(112)]),
+    ("cookie line", f"Cookie: sid={secret(113)}; theme=dark", {}, [secret(113)]),
+    ("api key header", f"X-Api-Key: {secret(114)}", {}, [secret(114)]),
+    ("url field", "fetch", {"url": f"/cb?code={secret(115)}&x=1"}, [secret(115)]),
+    (
+        "websocket url",
+        "open",
+        {"target": f"wss://h/socket?access_token={secret(116)}"},
+        [secret(116)],
+    ),
+    (
+        "nested headers",
+        "call",
+        {"request": {"headers": {"Authorization": f"Bearer {secret(117)}"}}},
+        [secret(117)],
+    ),
+    (
+        "list of dicts",
+        "batch",
+        {"items": [{"id": 1}, {"token": secret(118)}]},
+        [secret(118)],
+    ),
+    (
+        "header pairs",
+        "raw headers",
+        {"headers": [["Accept", "json"], ["X-Api-Key", secret(119)]]},
+        [secret(119)],
+    ),
+    (
+        "tuple pairs",
+        "raw headers",
+        {"headers": (("cookie", secret(120)),)},
+        [secret(120)],
+    ),
+    (
+        "deep nesting",
+        "deep",
+        {"a": {"b": [{"c": {"d": {"e": {"clientSecret": secret(121)}}}}]}},
+        [secret(121)],
+    ),
+    (
+        "text inside nesting",
+        "nested text",
+        {"steps": [{"note": f"used password={secret(122)}"}]},
+        [secret(122)],
+    ),
+    (
+        "bytes value",
+        "bytes",
+        {"payload": f"password={secret(123)}".encode()},
+        [secret(123)],
+    ),
+]
+KEY_CASES = [
+    (f"key {key}", "keyed", {key: secret(n)}, [secret(n)])
+    for n, key in enumerate(KEYS, start=200)
+]
+CORPUS = TEXT_CASES + KEY_CASES
+
+ORDINARY_TEXT = [
+    "accept",
+    "token count",
+    "Token count: 5",
+    "author",
+    "authority",
+    "keyboard",
+    "passage",
+    "basic usage",
+    "secretary",
+    "tokenizer",
+    "max_tokens=100",
+    "status code=500 returned",
+    "password reset requested",
+    "cookie policy accepted",
+    "https://example.com/modules?page=2&sort=asc",
+    "ratio 3:4 at 12:00:01",
+    "mail ops@example.com",
+    "session started for user 42",
+    "digest algorithm",
+]
+ORDINARY_FIELDS = {
+    "author": "Jane",
+    "authority": "ca-1",
+    "token_count": 5,
+    "max_tokens": 100,
+    "keyboard_layout": "us",
+    "passage": "text",
+    "accept": "application/json",
+    "session_count": 3,
+    "cookie_policy": "strict",
+    "url": "https://cdn.example.com/x.zip?version=2",
+}
+
+
+class TestPolicy:
+    """The policy on its own: what it replaces, and what it leaves alone."""
+
+    @pytest.mark.parametrize(("what", "message", "fields", "secrets"), CORPUS)
+    def test_secret_is_replaced(self, what, message, fields, secrets):
+        """Each corpus input loses its secret and gains a marker."""
+        policy = RedactionPolicy()
+
+        event = policy({"event": message, **fields}, 40)
+
+        text = repr(event)
+        assert [s for s in secrets if s in text] == []
+        assert "[REDACTED:" in text
+
+    @pytest.mark.parametrize("text", ORDINARY_TEXT)
+    def test_ordinary_text_unchanged(self, text):
+        """Words that only look like secret names come through as they are."""
+        assert RedactionPolicy().redact_text(text) == text
+
+    def test_ordinary_fields_unchanged(self):
+        """Fields named like, but not, secrets keep their values."""
+        fields = {"event": "x", **ORDINARY_FIELDS}
+
+        assert RedactionPolicy()(dict(fields), 20) == fields
+
+    def test_only_the_secret_part_goes(self):
+        """The rest of a URL, a cookie line and a sentence is kept."""
+        policy = RedactionPolicy()
+
+        assert policy.redact_text("/cb?code=abc&token=t0k&x=1") == (
+            "/cb?code=[REDACTED:query]&token=[REDACTED:query]&x=1"
+        )
+        assert policy.redact_text("code=abc&x=1") == "code=[REDACTED:query]&x=1"
+        assert policy.redact_text("https://u:p4ss@h/x") == (
+            "https://u:[REDACTED:url credentials]@h/x"
+        )
+        assert policy.redact_text("login password=hunter2 ok") == (
+            "login password=[REDACTED:pair] ok"
+        )
+        assert policy.redact_text('{"token": "t0k1"}') == '{"token": "[REDACTED:pair]"}'
+
+    def test_marker_names_the_key(self):
+        """A secret key's value is replaced by a marker naming the key."""
+        assert RedactionPolicy()({"X-Api-Key": "k"}, 20) == {
+            "X-Api-Key": "[REDACTED:xapikey]"
+        }
+
+    def test_extend_and_reduce(self):
+        """redact_keys adds key endings, redact_keys_allow lets defaults through."""
+        policy = RedactionPolicy(keys=["installation_note"], allow_keys=["session"])
+
+        event = policy({"installationNote": "n", "session": "s", "token": "t"}, 20)
+
+        assert event == {
+            "installationNote": "[REDACTED:installationnote]",
+            "session": "s",
+            "token": "[REDACTED:token]",
+        }
+
+    def test_callers_containers_unchanged(self):
+        """A nested dict the caller passed is copied, never changed."""
+        headers = {"Authorization": "Bearer x1"}
+
+        RedactionPolicy()({"headers": headers}, 20)
+
+        assert headers == {"Authorization": "Bearer x1"}
+
+    def test_clean_event_is_returned_as_is(self):
+        """An event without secrets keeps its very objects (the cheap path)."""
+        nested = {"module": "python", "sizes": [1, 2, 3]}
+
+        event = RedactionPolicy()({"event": "Installation started", "m": nested}, 20)
+
+        assert event["m"] is nested
+
+
+def _raise_with(text, password):
+    url = f"https://api/x?token={password}&page=2"  # noqa: F841 - a local to redact
+    raise ConnectionError(text)
+
+
+def _fail_and_log(log, text, password):
+    # Only this frame and the one raising are in the traceback: their locals
+    # hold the secrets under names and in forms the policy recognises.
+    try:
+        _raise_with(text, password)
+    except ConnectionError:
+        log.exception("connect failed")
+
+
+EXCEPTION_CASES = [
+    (f"connect failed: password={secret(300)}", secret(301)),
+    (f"https://app:{secret(302)}@db/x refused", secret(303)),
+    (f"upstream said Bearer {secret(304)}", secret(305)),
+]
+
+
+class Outputs:
+    """Every sink's output in one set-up: file, consoles, Sentry, Loki."""
+
+    def __init__(self, tmp_path):
+        self.sentry = SentryServer()
+        self.loki = LokiReceiver()
+        self.pretty, self.json = io.StringIO(), io.StringIO()
+        for scope in (sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
+            scope.clear_breadcrumbs()
+        self.service = configure_logging(
+            env={},
+            console="off",
+            log_dir=str(tmp_path),
+            handle_signals=False,
+            include_locals=True,
+            sentry_dsn=self.sentry.dsn,
+            sentry_logs=True,
+            traces_sample_rate=1.0,
+            profiles_sample_rate=0.0,
+            loki_url=self.loki.url,
+            loki_batch_interval=0.05,
+            sinks=[
+                ConsoleSink(self.pretty, style="pretty", color="never"),
+                ConsoleSink(self.json, style="json"),
+            ],
+        )
+        self.file = tmp_path / "app.log"
+
+    def raw(self) -> dict[str, bytes]:
+        self.service.flush()
+        return {
+            "file": self.file.read_bytes(),
+            "console pretty": self.pretty.getvalue().encode(),
+            "console json": self.json.getvalue().encode(),
+            "sentry": self.sentry.raw,
+            "loki": "\n".join(self.loki.lines()).encode()
+            + repr(self.loki.stream_labels).encode(),
+        }
+
+    def close(self):
+        self.service.shutdown()
+        self.sentry.close()
+        self.loki.stop()
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    outputs = Outputs(tmp_path)
+    yield outputs
+    outputs.close()
+
+
+def _leaks(raw: dict[str, bytes], secrets) -> list[tuple[str, str]]:
+    return [
+        (sink, text)
+        for sink, data in raw.items()
+        for text in secrets
+        if text.encode() in data
+    ]
+
+
+class TestCorpusInEverySink:
+    """At least 50 secret-bearing inputs, zero leaks in any sink's bytes."""
+
+    def test_corpus(self, outputs):
+        """Messages, fields, nesting, URLs, headers, exceptions, locals, stdlib."""
+        log = outputs.service.get_logger("corpus")
+        secrets = [s for *_, case_secrets in CORPUS for s in case_secrets]
+
+        with sentry_sdk.start_transaction(name="corpus", op="test"):
+            for _, message, fields, _ in CORPUS:
+                log.info(message, **fields)
+                log.error(message, **fields)
+            for text, password in EXCEPTION_CASES:
+                _fail_and_log(log, text, password)
+            secrets += [secret(n) for n in range(300, 306)]
+            logging.getLogger("corpus.stdlib").error(
+                "upstream header %s", f"Bearer {secret(400)}"
+            )
+            logging.getLogger("corpus.stdlib").error(
+                "login", extra={"api_key": secret(401)}
+            )
+            secrets += [secret(400), secret(401)]
+        raw = outputs.raw()
+
+        assert len(CORPUS) + len(EXCEPTION_CASES) >= 50
+        assert len(outputs.sentry.events) == len(CORPUS) + len(EXCEPTION_CASES) + 2
+        assert len(outputs.sentry.transactions) == 1
+        assert len(outputs.loki.lines()) == len(raw["file"].splitlines())
+        assert _leaks(raw, secrets) == []
+
+    def test_ordinary_inputs_come_through(self, outputs):
+        """Ordinary words and fields reach every sink unchanged."""
+        log = outputs.service.get_logger("ordinary")
+
+        for text in ORDINARY_TEXT:
+            log.error(text, **ORDINARY_FIELDS)
+        raw = outputs.raw()
+
+        for sink in ("file", "console json", "sentry", "loki"):
+            missing = [t for t in ORDINARY_TEXT if t.encode() not in raw[sink]]
+            assert (sink, missing) == (sink, [])
+        assert b"REDACTED" not in raw["file"]
+
+
+class TestC8:
+    """C8: one error event's secrets, searched for in every output's bytes."""
+
+    def test_scrubbing_reaches_everywhere(self, outputs):
+        """No s3cr3t, abc, t0k, K, hunter2 or zzz anywhere; x=1 survives."""
+        log = outputs.service.get_logger("c8")
+        url = "/cb?code=abc&token=t0k&x=1"
+
+        def request_data(event, hint):
+            # What a web framework integration attaches to events.
+            event["request"] = {
+                "url": "https://app.example.com/cb",
+                "query_string": "code=abc&token=t0k&x=1",
+                "headers": {"Authorization": "Bearer s3cr3t", "Cookie": "session=zzz"},
+                "cookies": {"session": "zzz"},
+            }
+            return event
+
+        with sentry_sdk.new_scope() as scope:
+            scope.add_event_processor(request_data)
+            with sentry_sdk.start_transaction(name=url, op="http.server"):
+                with sentry_sdk.start_span(op="http.client", name=f"GET {url}") as span:
+                    span.set_data("url", "https://api/v1?api_key=K&page=1")
+                sentry_sdk.add_breadcrumb(
+                    message="login password=hunter2",
+                    data={"url": "https://api/v1?api_key=K&page=1"},
+                )
+                log.info(
+                    "login password=hunter2", url="https://api/v1?api_key=K&page=1"
+                )
+                log.error(
+                    "Callback failed",
+                    headers={"Authorization": "Bearer s3cr3t", "Cookie": "session=zzz"},
+                    request={"url": url, "headers": {"Cookie": "session=zzz"}},
+                )
+        raw = outputs.raw()
+
+        bare = ["s3cr3t", "t0k", "hunter2", "zzz"]
+        # "abc" and "K" alone occur in hex ids and words: searched with their "=".
+        keyed = ["code=abc", "=abc", "api_key=K", "=K&"]
+        assert _leaks(raw, bare + keyed) == []
+        for sink, data in raw.items():
+            assert (sink, b"x=1" in data) == (sink, True)
+        line = raw["file"].splitlines()[-1]
+        assert b"/cb?code=[REDACTED:query]&token=[REDACTED:query]&x=1" in line
+        [event] = outputs.sentry.events
+        assert event["request"]["query_string"].endswith("&x=1")
+        crumbs = event["breadcrumbs"]["values"]
+        assert {"login password=[REDACTED:pair]"} <= {c.get("message") for c in crumbs}
+        [transaction] = outputs.sentry.transactions
+        assert transaction["transaction"].endswith("&x=1")
