@@ -182,7 +182,11 @@ class SentrySink(QueuedSink):
             "release": settings.release,
             "server_name": self.tags["host"],
             "traces_sample_rate": settings.traces_sample_rate,
-            "profiles_sample_rate": settings.profiles_sample_rate,
+            # Transaction-based profiling (``profiles_sample_rate``) is
+            # deprecated in sentry-sdk 2.x; profiling the sampled traces of a
+            # share of processes is its replacement.
+            "profile_session_sample_rate": settings.profiles_sample_rate,
+            "profile_lifecycle": "trace",
             "shutdown_timeout": settings.shutdown_timeout,
             "include_local_variables": settings.include_locals,
             "enable_logs": settings.sentry_logs,
