@@ -185,9 +185,22 @@ def may_hold_secret(text: str) -> bool:
         return True
     # Spelled out: a generator over the words costs more than the tests.
     if "A" in text and (
-        "AKIA" in text or "ASIA" in text or "AGPA" in text or "AIDA" in text
+        "AKIA" in text
+        or "ASIA" in text
+        or "AGPA" in text
+        or "AIDA" in text
+        or "AIza" in text
     ):
         return True
+    if (
+        "-----BEGIN" in text
+        or "xox" in text
+        or "_live_" in text
+        or "github_pat_" in text
+    ):
+        return True
+    if "gh" in text and "_" in text:
+        return _TRIGGER.search(text) is not None
     if " " not in text and text.isprintable():
         return False  # the credential words count only before a space or tab
     lowered = text.lower()

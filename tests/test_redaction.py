@@ -198,6 +198,17 @@ class TestPolicy:
         assert [s for s in secrets if s in text] == []
         assert "[REDACTED:" in text
 
+    def test_fast_check_agrees_with_the_trigger(self):
+        """The str-method check says what the trigger expression says."""
+        from runtime_logging.redaction import _TRIGGER, may_hold_secret
+
+        texts = [m for _, m, *_ in CORPUS] + ORDINARY_TEXT + [JWT, AWS, BASIC]
+        texts += ["ghp_" + secret(1) * 4, "high_score", "plain", "naïve token x"]
+
+        assert [
+            t for t in texts if may_hold_secret(t) != bool(_TRIGGER.search(t))
+        ] == []
+
     @pytest.mark.parametrize("text", ORDINARY_TEXT)
     def test_ordinary_text_unchanged(self, text):
         """Words that only look like secret names come through as they are."""
