@@ -245,6 +245,38 @@ class TestDelivery:
         assert service.sink("loki").delivered == 1
 
 
+class TestShutdown:
+    """Closing never hangs and always settles the counts."""
+
+    def test_shutdown_inside_an_emit_does_not_deadlock(self, loki):
+        """SIGTERM's handler may close the sink while its own thread emits."""
+        service = _configure(loki.url)
+        sink = service.sink("loki")
+        service.get_logger().info("queued")
+
+        with sink._lock:  # the main thread, interrupted inside emit()
+            service.shutdown(timeout=0.5)
+
+        assert sink.delivered + sink.dropped == 1
+
+    def test_close_reports_what_it_dropped(self, capfd, monkeypatch):
+        """Events still buffered at the drain limit are told on stderr."""
+        from runtime_logging._diagnostics import diagnostics
+
+        monkeypatch.setattr(diagnostics, "_window_start", {})
+        service = _configure(
+            f"http://127.0.0.1:{closed_port()}", loki_batch_interval=60
+        )
+        for number in range(3):
+            service.get_logger().info("kept", number=number)
+        service.shutdown(timeout=0)
+
+        assert (service.sink("loki").dropped, True) == (
+            3,
+            "3 events dropped" in capfd.readouterr().err,
+        )
+
+
 class TestRetries:
     """429 and 5xx are retried, honouring Retry-After; other 4xx are not."""
 
@@ -364,6 +396,26 @@ class TestTruncation:
         assert record["level"] == "info"
         assert text.startswith(record["event"])
         assert "extra" not in record
+
+
+class TestEntryEncoding:
+    """A line becomes a JSON string that decodes back to the same text."""
+
+    @pytest.mark.parametrize(
+        "line",
+        [
+            b'{"event":"say \\"hi\\" \\\\ back"}',
+            '{"event":"h\u00e9 \u2603 \U0001f600"}'.encode(),
+            b'{"event":"raw\ttab"}',
+            b'{"event":"bad \xff byte"}',
+        ],
+    )
+    def test_round_trip(self, line):
+        from runtime_logging.sinks.loki import _json_string
+
+        expected = line.decode("utf-8", "replace")
+
+        assert json.loads(_json_string(line)) == expected
 
 
 class TestConfiguration:

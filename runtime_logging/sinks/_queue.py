@@ -72,7 +72,9 @@ class QueuedSink(Sink):
         self._reset_threading()
 
     def _reset_threading(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: SIGTERM's handler drains and closes from the main
+        # thread, possibly in the middle of that thread's own emit().
+        self._lock = threading.RLock()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._idle = threading.Condition(threading.Lock())
@@ -254,6 +256,7 @@ class QueuedSink(Sink):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, self.time_left() or 0.0))
+        self.report_drops()
 
     def after_fork(self) -> None:
         """Drop the parent's queue and counts; restart the thread on next use."""

@@ -31,9 +31,9 @@ import base64
 import email.utils
 import gzip
 import random
+import re
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 import urllib3
@@ -53,6 +53,7 @@ LOKI_MAX_LINE_BYTES = 256 * 1024
 MAX_RETRY_WAIT = 300.0
 
 _EXCEPTION_MESSAGE_CHARS = 1000
+_CONTROL = re.compile(rb"[\x00-\x1f]")
 
 
 class _Entry(LogEvent):
@@ -199,12 +200,10 @@ class LokiSink(QueuedSink):
 
     def _encode(self, batch: Sequence[LogEvent]) -> bytes:
         streams: dict[tuple[tuple[str, str], ...], list[LogEvent]] = {}
+        labels = self.labels
         for event in batch:
-            key = tuple(
-                (name, event.fields[name])
-                for name in self.labels
-                if event.fields.get(name)
-            )
+            fields = event.fields
+            key = tuple((name, fields[name]) for name in labels if fields.get(name))
             streams.setdefault(key, []).append(event)
 
         pushed = []
@@ -219,24 +218,25 @@ class LokiSink(QueuedSink):
                 last = max(last, event.time_ns)
                 values.append(self._value(event, last))
             self._last_time[key] = last
-            pushed.append({"stream": dict(key), "values": values})
-        return orjson.dumps({"streams": pushed})
+            pushed.append(
+                b'{"stream":%b,"values":[%b]}'
+                % (orjson.dumps(dict(key)), b",".join(values))
+            )
+        return b'{"streams":[%b]}' % b",".join(pushed)
 
-    def _value(self, event: LogEvent, time_ns: int) -> list[Any]:
+    def _value(self, event: LogEvent, time_ns: int) -> bytes:
+        """The entry ``["<ns>","<line>"(,{metadata})]``, as JSON."""
         line = event.json_line.rstrip(b"\n")
         if len(line) > self.max_line_bytes:
             line = truncate_line(line, self.max_line_bytes)
             self.truncated += 1
-        value: list[Any] = [str(time_ns), line.decode("utf-8", "replace")]
+        text = _json_string(line)
         if self.metadata:
-            found = {
-                name: event.fields[name]
-                for name in self.metadata
-                if name in event.fields
-            }
+            fields = event.fields
+            found = {name: fields[name] for name in self.metadata if name in fields}
             if found:
-                value.append(found)
-        return value
+                return b'["%d",%b,%b]' % (time_ns, text, orjson.dumps(found))
+        return b'["%d",%b]' % (time_ns, text)
 
     def _push(self, body: bytes, count: int) -> bool:
         attempt = 0
@@ -321,6 +321,25 @@ def truncate_line(line: bytes, limit: int) -> bytes:
         if len(rendered) <= limit or not kept["event"]:
             return rendered[:limit]
         budget -= len(rendered) - limit + 16
+
+
+def _json_string(line: bytes) -> bytes:
+    """*line* as a JSON string literal.
+
+    A JSON line holds no raw control characters, so quoting it needs only
+    its quotes and backslashes escaped; anything else goes through orjson.
+    """
+    if not _CONTROL.search(line) and (line.isascii() or _is_utf8(line)):
+        return b'"%b"' % line.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return orjson.dumps(line.decode("utf-8", "replace"))
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _cut(text: str, size: int) -> str:
