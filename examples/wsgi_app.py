@@ -12,17 +12,15 @@ across services.
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from runtime_logging import bound_context, get_logger
+from runtime_logging.context import request_id_from
 
 REQUEST_ID_HEADER = "X-Request-ID"
 #: Where the request id is kept in the WSGI environ, for the access log.
 REQUEST_ID_KEY = "runtime_logging.request_id"
-_ACCEPTED_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 StartResponse = Callable[..., Any]
 log = get_logger("app")
@@ -54,8 +52,7 @@ class RequestIds:
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         """Handle one request with its id bound to every line it logs."""
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _ACCEPTED_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         environ[REQUEST_ID_KEY] = request_id
 
         def start(status: str, headers: list[Any], exc_info: Any = None) -> Any:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import re
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "runtime_logging_context", default=_EMPTY
 )
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +59,18 @@ def bound_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def request_id_from(incoming: str | None) -> str:
+    """*incoming* (a caller's ``X-Request-ID``) if it is a short token, else a new id.
+
+    A token is 1 to 64 letters, digits, ``.``, ``_`` or ``-``; anything else
+    could carry text into every line, so a new random id (32 hex digits) is
+    made instead.
+    """
+    if incoming and _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
 
 
 def with_context(function: Callable[P, R]) -> Callable[P, R]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -48,40 +49,20 @@ def get(port, path, request_id=None):
         connection.close()
 
 
-@pytest.fixture
-def gunicorn(tmp_path):
-    """The example service under gunicorn, 2 workers, on a free local port."""
-    port, metrics_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "APP_BIND": f"127.0.0.1:{port}",
-        "APP_WORKERS": "2",
-        "RUNTIME_LOGGING_LOG_DIR": str(tmp_path),
-        "RUNTIME_LOGGING_CONSOLE": "off",
-        "RUNTIME_LOGGING_METRICS": "true",
-        "RUNTIME_LOGGING_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
-        "RUNTIME_LOGGING_METRICS_DIR": str(tmp_path / "metrics"),
-    }
-    env.pop("RUNTIME_LOGGING_CONFIG", None)
+@contextlib.contextmanager
+def serve(command, port, cwd, **env):
+    """Run *command* until the block ends; SIGTERM it then, as a supervisor would."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RUNTIME_")}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            str(EXAMPLES / "gunicorn_conf.py"),
-            "--pythonpath",
-            str(EXAMPLES),
-            "wsgi_app:application",
-        ],
-        cwd=tmp_path,
-        env=env,
+        [sys.executable, "-m", *command],
+        cwd=cwd,
+        env={**environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
         wait_for_port(port, process)
-        yield port, metrics_port, process, tmp_path / "app.log"
+        yield process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -91,6 +72,33 @@ def gunicorn(tmp_path):
                 process.kill()
                 process.wait()
         process.stdout.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """The example service under gunicorn, 2 workers, on a free local port."""
+    port, metrics_port = free_port(), free_port()
+    command = [
+        "gunicorn",
+        "--config",
+        str(EXAMPLES / "gunicorn_conf.py"),
+        "--pythonpath",
+        str(EXAMPLES),
+        "wsgi_app:application",
+    ]
+    with serve(
+        command,
+        port,
+        tmp_path,
+        APP_BIND=f"127.0.0.1:{port}",
+        APP_WORKERS="2",
+        RUNTIME_LOGGING_LOG_DIR=str(tmp_path),
+        RUNTIME_LOGGING_CONSOLE="off",
+        RUNTIME_LOGGING_METRICS="true",
+        RUNTIME_LOGGING_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}",
+        RUNTIME_LOGGING_METRICS_DIR=str(tmp_path / "metrics"),
+    ) as process:
+        yield port, metrics_port, process, tmp_path / "app.log"
 
 
 @pytest.mark.slow
@@ -167,3 +175,46 @@ def scrape(port):
         for family in text_string_to_metric_families(body)
         for sample in family.samples
     }
+
+
+@pytest.mark.slow
+def test_uvicorn_workers_with_the_log_config(tmp_path):
+    """uvicorn's --log-config alone: every line in the schema, ids shared."""
+    port = free_port()
+    command = [
+        "uvicorn",
+        "asgi_app:app",
+        "--app-dir",
+        str(EXAMPLES),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--log-config",
+        str(EXAMPLES / "uvicorn_logging.json"),
+    ]
+    with serve(command, port, tmp_path) as process:
+        answers = [get(port, "/", f"given-{n}") for n in range(4)]
+        answers.append(get(port, "/?token=s3cr3t", "with-query"))
+        answers.append(get(port, "/fail"))
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+
+    assert process.returncode == 0, output
+    assert [status for status, _ in answers] == [200] * 5 + [500]
+    returned = [request_id for _, request_id in answers]
+    assert returned[:5] == [*(f"given-{n}" for n in range(4)), "with-query"]
+    assert re.fullmatch(r"[0-9a-f]{32}", returned[5])
+    assert b"s3cr3t" not in output
+    lines = [strict_loads(line) for line in output.splitlines()]
+    started = [line for line in lines if line["event"] == "Service started"]
+    assert len({line["pid"] for line in started}) == 2
+    for request_id in returned:
+        found = [line for line in lines if line.get("request_id") == request_id]
+        assert [line["logger"] for line in found] == ["app", "uvicorn.access"]
+        assert found[0]["pid"] == found[1]["pid"]
+    failed = next(line for line in lines if line["event"] == "Greeting failed")
+    assert failed["exception"]["type"] == "ZeroDivisionError"
+    assert {line["service"] for line in lines} == {"vscode_runtime"}
