@@ -140,7 +140,13 @@ class FileSink(Sink):
             self.dropped += 1
             return
         try:
-            self._write(line)
+            if self._partial:
+                self._write(line, 0)
+            else:
+                # The usual case: one write, without the view a short one needs.
+                written = os.write(self._fd, line)
+                if written != len(line):
+                    self._write(line, written)
         except OSError as error:
             self.dropped += 1
             self._failed(f"write to {self.path}", error)
@@ -151,12 +157,13 @@ class FileSink(Sink):
         if self._state != "healthy":
             self._recovered()
 
-    def _write(self, line: bytes) -> None:
+    def _write(self, line: bytes, written: int) -> None:
+        """Write the rest of *line*, after a short or a failed write."""
         if self._partial:
             # End the line a failed write left half done, so this one parses.
             line = b"\n" + line
+            written = os.write(self._fd, line)
         view = memoryview(line)
-        written = os.write(self._fd, view)
         try:
             while written < len(view):
                 # Short writes to a regular file happen when the disk fills
