@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from _event import CONTEXT, FIELDS, MESSAGE, flat
+from _event import CONTEXT, COUNTED_MESSAGE, FIELDS, MESSAGE, flat
 
 ID = FIELDS["installationId"]
 COUNT = FIELDS["moduleCount"]
@@ -47,6 +47,7 @@ class Contender:
     extract: Callable[[Mapping[str, Any]], Mapping[str, Any]] = flat
     #: Lines one call writes: 0 for a filtered-out call.
     lines_per_call: int = 1
+    message: str = MESSAGE
 
 
 def _files(directory: Path) -> Callable[[], list[Path]]:
@@ -163,6 +164,11 @@ def stdlib_orjson(directory: Path) -> Trial:
     handler = logging.FileHandler(directory / "app.log")
     handler.setFormatter(_json_formatter("orjson"))
     return _stdlib_trial(directory, handler, "info")
+
+
+def stdlib_null(directory: Path) -> Trial:
+    """The stdlib's own record machinery, with a handler that does nothing."""
+    return _stdlib_trial(directory, logging.NullHandler(), "info")
 
 
 def stdlib_debug(directory: Path) -> Trial:
@@ -338,11 +344,11 @@ RUNTIME_SETTINGS: dict[str, Any] = {
 }
 
 
-def _runtime(directory: Path, kind: str, **settings: Any) -> Trial:
+def _runtime(directory: Path, kind: str, message: str = MESSAGE) -> Trial:
     import runtime_logging
 
     service = runtime_logging.configure_logging(
-        env={}, log_dir=str(directory), **{**RUNTIME_SETTINGS, **settings}
+        env={}, log_dir=str(directory), **RUNTIME_SETTINGS
     )
     log = service.get_logger("bench")
     lib = logging.getLogger("lib")
@@ -350,7 +356,7 @@ def _runtime(directory: Path, kind: str, **settings: Any) -> Trial:
     def run(n: int) -> None:
         for _ in range(n):
             log.info(
-                MESSAGE,
+                message,
                 installationId=ID,
                 moduleCount=COUNT,
                 trigger=TRIGGER,
@@ -361,7 +367,7 @@ def _runtime(directory: Path, kind: str, **settings: Any) -> Trial:
     def run_debug(n: int) -> None:
         for _ in range(n):
             log.debug(
-                MESSAGE,
+                message,
                 installationId=ID,
                 moduleCount=COUNT,
                 trigger=TRIGGER,
@@ -372,7 +378,7 @@ def _runtime(directory: Path, kind: str, **settings: Any) -> Trial:
     def run_stdlib(n: int) -> None:
         for _ in range(n):
             lib.info(
-                MESSAGE,
+                message,
                 extra={
                     "installationId": ID,
                     "moduleCount": COUNT,
@@ -388,6 +394,10 @@ def _runtime(directory: Path, kind: str, **settings: Any) -> Trial:
 
 def runtime_default(directory: Path) -> Trial:
     return _runtime(directory, "info")
+
+
+def runtime_counted(directory: Path) -> Trial:
+    return _runtime(directory, "info", COUNTED_MESSAGE)
 
 
 def runtime_stdlib(directory: Path) -> Trial:
@@ -418,6 +428,14 @@ CONTENDERS = (
         stdlib_orjson,
         "message",
     ),
+    Contender(
+        "stdlib_null",
+        "stdlib record machinery alone (NullHandler)",
+        stdlib_null,
+        "message",
+        flat,
+        0,
+    ),
     Contender("structlog_fast", "structlog fast path", structlog_fast),
     Contender(
         "structlog_stdlib", "structlog via stdlib ProcessorFormatter", structlog_stdlib
@@ -430,6 +448,12 @@ CONTENDERS = (
         loguru_record,
     ),
     Contender("runtime", "runtime_logging default pipeline", runtime_default),
+    Contender(
+        "runtime_counted",
+        "runtime_logging, an event 4 metric rules count",
+        runtime_counted,
+        message=COUNTED_MESSAGE,
+    ),
     Contender("runtime_stdlib", "runtime_logging, a stdlib record", runtime_stdlib),
     Contender(
         "stdlib_debug", "filtered debug: stdlib", stdlib_debug, "message", flat, 0

@@ -30,13 +30,20 @@ def _last_json(output: str) -> dict[str, Any]:
 
 
 def startup(kind: str, directory: Path) -> dict[str, Any]:
-    """One fresh process: import and configure *kind*, timed from its first line."""
+    """One fresh process: import and configure *kind*, timed from its first line.
+
+    Bytecode is cached, as it is for an installed package (the installed
+    structlog has its own from pip), whatever PYTHONDONTWRITEBYTECODE says;
+    the caller runs each kind once untimed first.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    environment = _environment()
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(
         [sys.executable, CHILD, "startup", kind, str(directory)],
         capture_output=True,
         text=True,
-        env=_environment(),
+        env=environment,
         check=False,
         timeout=120,
     )

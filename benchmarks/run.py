@@ -78,6 +78,7 @@ def measure(contender: Contender, size: Size, directory: Path) -> float:
         (size.warm_up + size.records) * contender.lines_per_call,
         contender.message_key,
         contender.extract,
+        message=contender.message,
     )
     shutil.rmtree(directory)
     return elapsed / size.records
@@ -186,6 +187,8 @@ def startup(size: Size, work: Path, say: Callable[[str], None]) -> dict[str, Any
     """Start-up of runtime_logging and of structlog, alternating."""
     seconds: dict[str, list[float]] = {"runtime": [], "structlog": []}
     imported: set[str] = set()
+    for kind in ("runtime", "structlog"):
+        _processes.startup(kind, work / f"startup-{kind}-warm-up")
     for round_number in range(size.startup_rounds):
         for kind in ("runtime", "structlog"):
             result = _processes.startup(kind, work / f"startup-{kind}-{round_number}")
