@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,6 +17,8 @@ from sentry_server import SentryServer
 from runtime_logging import MissingExtraError, configure_logging
 from runtime_logging.sinks.sentry import SEEN_ATTRIBUTE, platform_name
 from runtime_logging.testing import CaptureSink
+
+README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 
 
 @pytest.fixture
@@ -447,3 +451,39 @@ class TestOptional:
         )
 
         assert result.stdout.strip() == "False"
+
+
+class TestReadme:
+    """The README's Sentry snippet runs as written."""
+
+    def test_before_send_snippet(self, server, tmp_path):
+        """The application's hook tags the event; the token is redacted."""
+        with open(README, encoding="utf-8") as handle:
+            readme = handle.read()
+        [code] = re.findall(
+            r"<!-- snippet: sentry-before-send -->\n```python\n(.*?)```",
+            readme,
+            re.DOTALL,
+        )
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RUNTIME_LOGGING_", "SENTRY_"))
+        }
+        env["SENTRY_DSN"] = server.dsn
+
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 0, result.stderr
+        [event] = server.events
+        assert event["tags"]["region"] == "eu-west-1"
+        assert event["extra"]["token"] == "[REDACTED:token]"
+        assert [b["message"] for b in breadcrumbs(event)] == ["Installation started"]
