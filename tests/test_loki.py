@@ -148,6 +148,47 @@ class TestDelivery:
             assert stamp[20:26] == f"{ts // 1000 % 1_000_000:06d}"
         assert [ts for ts, _, _ in stream] == sorted(ts for ts, _, _ in stream)
 
+    def test_threads_and_small_batches_stay_in_order(self, loki):
+        """Four threads, many pushes: Loki's ordering rule refuses nothing."""
+        import threading
+
+        service = _configure(loki.url, loki_batch_interval=0.005, loki_batch_bytes=2000)
+        log = service.get_logger("threads")
+
+        def work(worker):
+            for number in range(300):
+                log.info("step", worker=worker, number=number)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        service.shutdown()
+
+        assert {p.status for p in loki.pushes} == {204}
+        assert len(loki.pushes) > 10
+        assert loki.entries() == 1200
+        for worker in range(4):
+            numbers = [r["number"] for r in loki.records() if r["worker"] == worker]
+            assert numbers == list(range(300))
+
+    def test_late_record_takes_the_streams_last_time(self):
+        """A record older than the stream's last pushed entry is not refused."""
+        from runtime_logging import LogEvent
+
+        sink = LokiSink("http://127.0.0.1:9")
+
+        def entry(time_ns, text):
+            fields = {"level": "info", "service": "s", "event": text}
+            return sink.keep(LogEvent(fields, 20, "x", time_ns, None))
+
+        first = json.loads(sink._encode([entry(2000, "b"), entry(1500, "a")]))
+        second = json.loads(sink._encode([entry(1000, "late")]))
+
+        assert [v[0] for v in first["streams"][0]["values"]] == ["1500", "2000"]
+        assert second["streams"][0]["values"][0][0] == "2000"
+
     def test_request_headers(self, loki):
         """gzip JSON, tenant header, basic auth."""
         service = _configure(
