@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-
 from _event import FIELDS, MESSAGE
 from _hung import hung_server
-from loki_server import LokiReceiver
 
 import runtime_logging
+
+TESTS = Path(__file__).parent.parent / "tests"
+RECEIVER = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+from loki_server import LokiReceiver
+receiver = LokiReceiver()
+print(receiver.port, flush=True)
+sys.stdin.readline()
+print(receiver.entries(), flush=True)
+"""
 
 
 def trial(directory: Path, calls: int, loki_url: str) -> tuple[list[int], object]:
@@ -52,10 +61,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    receiver = LokiReceiver()
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert receiver.stdin is not None
+    assert receiver.stdout is not None
+    healthy = f"http://127.0.0.1:{int(receiver.stdout.readline())}"
     pooled: dict[str, list[int]] = {"off": [], "healthy": [], "hung": []}
     with hung_server() as hung, tempfile.TemporaryDirectory() as work:
-        urls = {"off": "", "healthy": receiver.url, "hung": hung.url}
+        urls = {"off": "", "healthy": healthy, "hung": hung.url}
         for number in range(args.rounds):
             for variant, url in urls.items():
                 directory = Path(work) / f"{variant}-{number}"
@@ -63,16 +80,19 @@ def main() -> int:
                 pooled[variant].extend(times)
                 if variant != "off":
                     print(f"  round {number} {variant}: {health}")
-    receiver.stop()
+    receiver.stdin.write("count\n")
+    receiver.stdin.flush()
+    stored = int(receiver.stdout.readline())
+    receiver.wait()
     expected = args.calls * args.rounds
-    print(f"healthy Loki stored {receiver.entries()} of {expected} entries")
+    print(f"healthy Loki stored {stored} of {expected} entries")
     print(f"{'variant':<8} {'mean':>8} {'p50':>8} {'p99':>8} {'p99.9':>8}  (ns)")
     for variant, times in pooled.items():
         times.sort()
         mean = statistics.fmean(times)
         p50, p99, p999 = (times[int(f * (len(times) - 1))] for f in (0.5, 0.99, 0.999))
         print(f"{variant:<8} {mean:8.0f} {p50:8d} {p99:8d} {p999:8d}")
-    return 0 if receiver.entries() == expected else 1
+    return 0 if stored == expected else 1
 
 
 if __name__ == "__main__":
