@@ -87,9 +87,12 @@ class RateLimiter:
 
     def __call__(self, fields: dict[str, Any], level: int) -> dict[str, Any] | None:
         """Pass *fields* on, or None when its key is over the limit."""
-        key = self._key(fields, level)
-        if key is None:
-            return fields
+        if level < _ERROR:
+            key: Hashable | None = (fields.get("logger"), fields.get("event"), level)
+        else:
+            key = self._error_key(fields, level)
+            if key is None:
+                return fields
         now = self._clock()
         summaries: list[tuple[dict[str, Any], int]] = []
         with self._lock:
@@ -98,7 +101,7 @@ class RateLimiter:
                 if len(self._buckets) >= self.max_keys:
                     self._forget_oldest(now, summaries)
                 bucket = self._buckets[key] = _Bucket(self.burst, now)
-            tokens = min(self.burst, bucket.tokens + (now - bucket.last) * self.rate)
+            tokens = min(bucket.tokens + (now - bucket.last) * self.rate, self.burst)
             bucket.last = now
             if tokens >= 1:
                 bucket.tokens = tokens - 1
@@ -107,16 +110,12 @@ class RateLimiter:
                 passed: dict[str, Any] | None = fields
             else:
                 bucket.tokens = tokens
-                if not bucket.suppressed:
-                    bucket.first = now
-                bucket.suppressed += 1
-                bucket.sample = fields
-                self.suppressed += 1
-                self.suppressed_by_level[str(fields.get("level"))] += 1
+                self._suppress(bucket, fields, now)
                 passed = None
             if now >= self._next_sweep:
                 self._sweep(now, summaries)
-        self._deliver(summaries)
+        if summaries:
+            self._deliver(summaries)
         return passed
 
     def flush(self) -> None:
@@ -134,14 +133,20 @@ class RateLimiter:
         """Give a forked child a lock nobody holds."""
         self._lock = threading.Lock()
 
-    def _key(self, fields: dict[str, Any], level: int) -> Hashable | None:
-        key = (fields.get("logger"), fields.get("event"), level)
-        if level < _ERROR or self.errors == "all":
-            return key
+    def _suppress(self, bucket: _Bucket, fields: dict[str, Any], now: float) -> None:
+        if not bucket.suppressed:
+            bucket.first = now
+        bucket.suppressed += 1
+        bucket.sample = fields
+        self.suppressed += 1
+        self.suppressed_by_level[str(fields.get("level"))] += 1
+
+    def _error_key(self, fields: dict[str, Any], level: int) -> Hashable | None:
         if self.errors == "never":
             return None
+        key = (fields.get("logger"), fields.get("event"), level)
         exception = fields.get("exception")
-        if isinstance(exception, dict):
+        if self.errors == "duplicates" and isinstance(exception, dict):
             return (*key, exception.get("type"), exception.get("message"))
         return key
 
