@@ -160,6 +160,39 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
         _pair,
     ),
 )
+#: Lower-case words one of which a text must hold for each pattern to match:
+#: a pattern whose words are absent is not run (a timestamp or a plain URL
+#: holds ``:`` but none of them).
+_HINTS = {
+    "private key": ("-----begin",),
+    "jwt": ("eyj",),
+    "header": ("authorization", "cookie", "x-api-key", "x-auth-token"),
+    "credentials": ("bearer", "basic", "token", "digest"),
+    "url credentials": ("@",),
+    "query": ("=",),
+    "access key": (
+        "akia",
+        "asia",
+        "agpa",
+        "aida",
+        "aiza",
+        "gh",
+        "github_pat_",
+        "xox",
+        "_live_",
+    ),
+    "pair": (
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "session",
+        "cookie",
+        "auth",
+        "credential",
+    ),
+}
 _TRIGGER = re.compile(
     r"[=:@]|eyJ|-----BEGIN|AKIA|ASIA|AGPA|AIDA|AIza|gh[pousr]_|github_pat_|xox|"
     r"_live_|(?i:bearer|basic|token|digest)\s"
@@ -239,6 +272,7 @@ class RedactionPolicy:
         self._plain_keys: set[str] = set()
         self._patterns = tuple(
             (
+                _HINTS[what],
                 pattern,
                 replacement.replace("{m}", MARKER.format(what))
                 if isinstance(replacement, str)
@@ -265,8 +299,12 @@ class RedactionPolicy:
         """*text* with the secret part of every recognised pattern replaced."""
         if not may_hold_secret(text):
             return text
-        for pattern, replacement in self._patterns:
-            text = pattern.sub(replacement, text)
+        lowered = text.lower()
+        for hints, pattern, replacement in self._patterns:
+            for hint in hints:
+                if hint in lowered:
+                    text = pattern.sub(replacement, text)
+                    break
         return text
 
     def redact_value(self, value: Any, depth: int = 0) -> Any:

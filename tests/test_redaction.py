@@ -88,6 +88,8 @@ TEXT_CASES = [
         [secret(107)],
     ),
     ("google key", f"maps AIza{secret(130)}{'x' * 26} used", {}, [secret(130)]),
+    ("credentials pair", f"db credentials={secret(131)} set", {}, [secret(131)]),
+    ("github pat", f"clone github_pat_{secret(132)}{'a' * 20}", {}, [secret(132)]),
     ("github token", "push ghp_" + secret(108) * 4, {}, [secret(108) * 4]),
     ("slack token", f"hook xoxb-{secret(109)}-{secret(110)}", {}, [secret(109)]),
     ("stripe key", f"charge sk_live_{secret(111)}abcdef", {}, [secret(111)]),

@@ -329,6 +329,23 @@ class TestStructuredLogs:
         assert attributes["component"]["value"] == "vscode_runtime"
         assert b"hunter2" not in server.raw
 
+    def test_application_logs_are_redacted(self, sentry, server):
+        """Logs sent with sentry_sdk.logger directly go through the policy too."""
+        import sentry_sdk.logger
+
+        service = sentry(sentry_logs=True)
+
+        sentry_sdk.logger.info(
+            "login password=hunter2", attributes={"api_key": "K9xq", "n": 1}
+        )
+        service.flush()
+
+        [entry] = server.logs
+        assert entry["body"] == "login password=[REDACTED:pair]"
+        assert entry["attributes"]["n"]["value"] == 1
+        assert b"K9xq" not in server.raw
+        assert b"hunter2" not in server.raw
+
     def test_off_by_default(self, sentry, server):
         """No logs unless asked for."""
         service = sentry()

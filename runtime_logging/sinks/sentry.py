@@ -62,6 +62,8 @@ SEEN_ATTRIBUTE = "__runtime_logging_sentry_sent__"
 SDK_LOGGER = "sentry_sdk.errors"
 
 _FROM_PIPELINE = "runtime_logging"
+#: The ``sentry.origin`` of the logs the pipeline sends, already redacted.
+LOG_ORIGIN = "auto.log.runtime_logging"
 _NOT_EXTRA = frozenset(STANDARD_KEYS + TRACE_KEYS + TRAILING_KEYS)
 _PLATFORMS = {"darwin": "macos", "win32": "windows", "cygwin": "windows"}
 _LOG_LEVELS = {
@@ -263,6 +265,7 @@ class SentrySink(QueuedSink):
             f"log.{key}": value for key, value in _own_fields(event.fields).items()
         }
         attributes["logger.name"] = event.logger
+        attributes["sentry.origin"] = LOG_ORIGIN
         attributes.update(self.tags)
         send = getattr(sentry_sdk.logger, _LOG_LEVELS[level_name(event.level)])
         send(event.event, attributes=attributes)
@@ -355,6 +358,11 @@ class SentrySink(QueuedSink):
         self, log: dict[str, Any], hint: dict[str, Any]
     ) -> dict[str, Any] | None:
         del hint
+        attributes = log.get("attributes")
+        if isinstance(attributes, dict) and attributes.get("sentry.origin") == (
+            LOG_ORIGIN
+        ):
+            return log  # the pipeline redacted it before the fan-out
         redacted: dict[str, Any] = self.policy.redact_value(log)
         return redacted
 
