@@ -287,7 +287,7 @@ class Pipeline:
                 fields = {**context, **fields}
             if record.stack_info:
                 fields["stack"] = record.stack_info
-            exc_info = resolve_exc_info(record.exc_info)
+            exc_info = resolve_exc_info(record.exc_info) if record.exc_info else None
             time_ns = int(record.created * 1_000_000_000)
             template = str(record.msg) if record.args else None
             return self._process(

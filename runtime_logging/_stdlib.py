@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runtime_logging import _pipeline
 
+#: The attributes a LogRecord is made with, in the order it sets them.
+_MADE_WITH = tuple(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+
 #: The attributes every LogRecord has; whatever else it carries came from ``extra=``.
-RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+RECORD_ATTRIBUTES = frozenset(_MADE_WITH) | {
     "message",
     "asctime",
     "taskName",
@@ -22,11 +26,28 @@ _COLLIDED = "_runtime_logging_extra"
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The fields a caller passed with ``extra=``, under their own names."""
     attributes = record.__dict__
-    fields = {k: v for k, v in attributes.items() if k not in RECORD_ATTRIBUTES}
+    fields = {k: v for k, v in _added_items(attributes) if k not in RECORD_ATTRIBUTES}
     collided = attributes.get(_COLLIDED)
     if collided:
         fields.update(collided)
     return fields
+
+
+def _added_items(attributes: dict[str, Any]) -> Iterable[tuple[str, Any]]:
+    """The items of a record's *attributes*, past those it was made with.
+
+    A record made by `logging.LogRecord` holds its own attributes first, in
+    a known order, so only what follows needs a look; a record laid out any
+    other way is looked at whole.
+    """
+    keys = iter(attributes)
+    if (
+        next(keys, None) == _MADE_WITH[0]
+        and next(itertools.islice(keys, len(_MADE_WITH) - 2, None), None)
+        == _MADE_WITH[-1]
+    ):
+        return itertools.islice(attributes.items(), len(_MADE_WITH), None)
+    return attributes.items()
 
 
 class PipelineHandler(logging.Handler):
@@ -79,6 +100,9 @@ def _make_record(
     )
     if extra:
         attributes = record.__dict__
+        if RECORD_ATTRIBUTES.isdisjoint(extra) and attributes.keys().isdisjoint(extra):
+            attributes.update(extra)
+            return record
         collided = {}
         for key, value in extra.items():
             if key in RECORD_ATTRIBUTES or key in attributes:

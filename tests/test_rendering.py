@@ -141,6 +141,46 @@ class TestFieldNamesThatClash:
         for name in ("name", "message", "msg", "args", "filename", "levelname"):
             assert line[name] == f"v-{name}"
 
+    def test_fields_a_filter_adds_are_kept(self, log_file):
+        """What a filter sets on a record after `extra=` is a field like it."""
+
+        def add_request(record):
+            record.request_id = "r-1"
+            record.user = "changed"
+            return True
+
+        logger = logging.getLogger("lib.filtered")
+        logger.addFilter(add_request)
+        try:
+            logger.info("filtered", extra={"user": "u-1", "count": 2})
+        finally:
+            logger.removeFilter(add_request)
+
+        [line] = log_file.lines()
+        assert (line["user"], line["count"], line["request_id"]) == (
+            "changed",
+            2,
+            "r-1",
+        )
+
+    def test_records_of_another_layout_keep_their_fields(self, log_file):
+        """A record class that sets its own attributes first loses none of them."""
+
+        class Record(logging.LogRecord):
+            def __init__(self, *args, **kwargs):
+                self.tenant = "t-1"
+                super().__init__(*args, **kwargs)
+
+        previous = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(Record)
+        try:
+            logging.getLogger("lib").info("own layout", extra={"count": 3})
+        finally:
+            logging.setLogRecordFactory(previous)
+
+        [line] = log_file.lines()
+        assert (line["tenant"], line["count"]) == ("t-1", 3)
+
     def test_plain_line_has_exactly_the_documented_keys(self, log_file):
         """A plain line from either API has only the standard keys (no taskName)."""
         log_file.service.get_logger("c2").info("plain")
