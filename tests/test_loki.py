@@ -366,6 +366,24 @@ class TestRetries:
         assert sink.health().state == "degraded"
 
 
+class TestTruncationEdges:
+    """Whatever the line holds, the stand-in is valid JSON under the limit."""
+
+    def test_huge_standard_keys(self):
+        line = json.dumps({"timestamp": "t", "logger": "l" * 5000, "event": "e"})
+
+        short = truncate_line(line.encode(), 1024)
+
+        assert len(short) <= 1024
+        assert json.loads(short)["truncated"] is True
+
+    def test_not_json_at_all(self):
+        short = truncate_line(b"\xff" * 5000, 1024)
+
+        assert len(short) <= 1024
+        assert json.loads(short)["original_bytes"] == 5000
+
+
 class TestStreamsAndLabels:
     """C15: one stream per level; ids stay in the line; huge lines truncated."""
 
@@ -462,6 +480,13 @@ class TestEntryEncoding:
 class TestConfiguration:
     """Mistakes fail at configure time with the setting and the fix."""
 
+    @pytest.mark.parametrize(
+        ("setting", "value"), [("loki_max_line_bytes", 100), ("loki_batch_bytes", 0)]
+    )
+    def test_sizes_too_small_refused(self, setting, value):
+        with pytest.raises(ConfigurationError, match=setting):
+            _configure("http://127.0.0.1:9", **{setting: value})
+
     def test_token_and_basic_auth_together_refused(self):
         with pytest.raises(ConfigurationError, match="loki_token"):
             _configure("http://127.0.0.1:9", loki_token="t", loki_username="u")
@@ -499,6 +524,23 @@ class TestConfiguration:
 
 class TestNeverInTheWay:
     """C13: a hung or dead Loki never blocks the caller; every request times out."""
+
+    def test_receiver_that_reads_and_never_answers(self, loki):
+        """An HTTP server that takes the push and hangs: the read times out."""
+        loki.hang()
+        service = _configure(loki.url, loki_read_timeout=0.2, shutdown_timeout=0.5)
+        sink = service.sink("loki")
+        for number in range(5):
+            service.get_logger().error("failed", number=number)
+
+        deadline = time.monotonic() + 10
+        while sink.failures < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.shutdown()
+
+        assert sink.failures >= 1
+        assert (sink.delivered, sink.dropped) == (0, 5)
+        assert len(loki.pushes) == 0
 
     @pytest.mark.parametrize("target", ["hung", "closed"])
     def test_errors_return_and_counts_close(self, target):

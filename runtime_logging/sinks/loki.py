@@ -49,6 +49,9 @@ PUSH_PATH = "/loki/api/v1/push"
 #: Loki's default ``max_line_size`` (256KB, where Loki's KB is 1024 bytes).
 LOKI_MAX_LINE_BYTES = 256 * 1024
 
+#: The shortest ``loki_max_line_bytes``: room for the standard keys.
+MIN_LINE_BYTES = 1024
+
 #: The longest wait between two attempts of one push, ``Retry-After`` included.
 MAX_RETRY_WAIT = 300.0
 
@@ -155,6 +158,17 @@ class LokiSink(QueuedSink):
             raise ConfigurationError(
                 "`loki_username` and `loki_password` go together; set both "
                 "for basic authentication, or neither."
+            )
+        if settings.loki_max_line_bytes < MIN_LINE_BYTES:
+            raise ConfigurationError(
+                f"`loki_max_line_bytes` is {settings.loki_max_line_bytes!r}; a "
+                f"line needs at least {MIN_LINE_BYTES} bytes for its standard "
+                "keys: set it between that and Loki's `max_line_size`."
+            )
+        if settings.loki_batch_bytes < 1:
+            raise ConfigurationError(
+                f"`loki_batch_bytes` is {settings.loki_batch_bytes!r}; set a push "
+                "size of at least 1 byte, such as '1MB'."
             )
         overlap = set(settings.loki_labels) & set(settings.loki_metadata)
         if overlap:
@@ -318,9 +332,19 @@ def truncate_line(line: bytes, limit: int) -> bytes:
     while True:
         kept["event"] = _cut(event, budget)
         rendered = orjson.dumps(kept)
-        if len(rendered) <= limit or not kept["event"]:
-            return rendered[:limit]
+        if len(rendered) <= limit:
+            return rendered
+        if not kept["event"]:
+            break
         budget -= len(rendered) - limit + 16
+
+    # Even the standard keys are too long (a huge logger name): shorten them.
+    kept.pop("exception", None)
+    short = {k: _cut(v, 64) if isinstance(v, str) else v for k, v in kept.items()}
+    rendered = orjson.dumps(short)
+    if len(rendered) <= limit:
+        return rendered
+    return orjson.dumps({"truncated": True, "original_bytes": len(line)})
 
 
 def _json_string(line: bytes) -> bytes:
