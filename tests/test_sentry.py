@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ import pytest
 import sentry_sdk
 from sentry_server import SentryServer
 
-from runtime_logging import MissingExtraError, configure_logging
+from runtime_logging import LogEvent, MissingExtraError, configure_logging
 from runtime_logging.sinks.sentry import SEEN_ATTRIBUTE, platform_name
 from runtime_logging.testing import CaptureSink
 
@@ -425,6 +426,84 @@ class TestHooks:
         [crumb] = [b for b in breadcrumbs(event) if b.get("category") == "httplib"]
         assert "page=2" in str(crumb["data"])
         assert b"K9xq" not in server.raw
+
+
+class TestIngestServer:
+    """The local ingest server decodes what a Sentry transport may send."""
+
+    @pytest.mark.parametrize("encoding", ["gzip", "br", ""])
+    def test_envelope_bodies(self, server, encoding):
+        """Plain, gzip and brotli envelopes, with and without item lengths."""
+        import gzip
+
+        import brotli
+
+        event = json.dumps({"event_id": "e1", "message": "hi"}).encode()
+        log = json.dumps({"items": [{"body": "a"}, {"body": "b"}]}).encode()
+        body = b"\n".join(
+            [
+                b'{"event_id":"e1"}',
+                json.dumps({"type": "event", "length": len(event)}).encode(),
+                event,
+                b'{"type":"log"}',
+                log,
+            ]
+        )
+        compress = {"gzip": gzip.compress, "br": brotli.compress, "": bytes}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/api/1/envelope/",
+            data=compress[encoding](body),
+            headers={"Content-Encoding": encoding} if encoding else {},
+            method="POST",
+        )
+
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status = response.status
+
+        assert status == 200
+        assert server.events == [{"event_id": "e1", "message": "hi"}]
+        assert [entry["body"] for entry in server.logs] == ["a", "b"]
+        assert server.raw == body
+
+
+class TestReconfigure:
+    """configure_logging() again replaces the Sentry set-up without doubling it."""
+
+    def test_twice(self, sentry, server):
+        """The second set-up sends each event once, with its own settings."""
+        sentry(environment="first")
+        service = sentry(environment="second")
+
+        service.get_logger().error("once")
+        service.flush()
+
+        assert [e["environment"] for e in server.events] == ["second"]
+
+
+class TestHealth:
+    """The sink's health counts what it handed to sentry-sdk."""
+
+    def test_delivered(self, sentry, server):
+        """Two errors: two delivered, nothing dropped or queued."""
+        service = sentry()
+
+        service.get_logger().error("one")
+        service.get_logger().error("two")
+        service.flush()
+        health = service.health()["sentry"]
+
+        assert (health.state, health.delivered, health.dropped) == ("healthy", 2, 0)
+        assert health.queue_depth == 0
+
+    def test_closed_sink_drops(self, sentry, server):
+        """After shutdown, an event handed to the sink is counted as dropped."""
+        service = sentry()
+        sink = service.sink("sentry")
+        service.shutdown()
+
+        sink.emit(LogEvent({"event": "late"}, 40, "late", 0, None))
+
+        assert sink.health().dropped == 1
 
 
 class TestOptional:
