@@ -209,3 +209,58 @@ def test_the_record_is_not_changed():
 
     assert before == vars(record)
     shutdown_logging()
+
+
+def test_dictconfig_class_form(tmp_path, monkeypatch):
+    """Named by `class`, the formatter takes its settings from the environment."""
+    monkeypatch.setenv("RUNTIME_LOGGING_SERVICE", "by-class")
+    path = tmp_path / "out.log"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "json": {"class": "runtime_logging.formatter.JsonFormatter"}
+            },
+            "handlers": {
+                "file": {
+                    "class": "logging.FileHandler",
+                    "filename": str(path),
+                    "encoding": "utf-8",
+                    "formatter": "json",
+                }
+            },
+            "loggers": {"byclass": {"handlers": ["file"], "level": "INFO"}},
+        }
+    )
+    logger = logging.getLogger("byclass")
+
+    logger.info("hello")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+    [line] = [strict_loads(raw) for raw in path.read_bytes().splitlines()]
+    assert (line["service"], line["event"]) == ("by-class", "hello")
+
+
+def test_a_forked_child_writes_its_own_pid(tmp_path):
+    """A formatter made before fork() writes the child's pid in the child."""
+    import os
+
+    from runtime_logging.formatter import JsonFormatter
+
+    formatter = JsonFormatter(env={})
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", (), None)
+    path = tmp_path / "child.json"
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            path.write_text(formatter.format(record))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+    assert strict_loads(path.read_text())["pid"] == pid
+    assert strict_loads(formatter.format(record))["pid"] == os.getpid()
