@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import gzip
 import json
 import os
@@ -11,12 +13,14 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from runtime_logging.sinks.file import log_files
+from runtime_logging._pipeline import LogEvent
+from runtime_logging.sinks.file import FileSink, _compress, backup_name, log_files
 
 
 def run_script(script: str, *args: object, timeout: float = 120) -> str:
@@ -285,3 +289,189 @@ class TestFaults:
         assert "Is a directory" in capfd.readouterr().err
         assert [line["event"] for line in setup.lines()] == ["kept"]
         assert sink.health().state == "healthy"
+
+
+HOUR = 3600 * 10**9
+
+
+def event(seq: int, time_ns: int | None = None, **fields) -> LogEvent:
+    """A finished event numbered *seq*, at *time_ns* (now when None)."""
+    when = time.time_ns() if time_ns is None else time_ns
+    return LogEvent({"event": "line", "seq": seq, **fields}, 20, "t", when, None)
+
+
+def seqs(path: Path) -> list[int]:
+    return [
+        json.loads(line)["seq"]
+        for _, data in read_files(path)
+        for line in data.splitlines()
+    ]
+
+
+class TestBuiltinRotation:
+    def test_by_size(self, tmp_path):
+        """Past max_bytes the file is renamed, gzipped, and a new one started."""
+        path = tmp_path / "app.log"
+        sink = FileSink(path, rotation="builtin", max_bytes=1000, backup_count=100)
+
+        for seq in range(100):
+            sink.emit(event(seq, pad="x" * 80))
+        sink.close()
+
+        backups = [p for p in log_files(path) if p != path]
+        assert seqs(path) == list(range(100))
+        assert sink.rotations == len(backups) > 5
+        assert all(p.suffix == ".gz" for p in backups)
+        assert all(len(data) >= 1000 for p, data in read_files(path) if p != path)
+        assert aux_files(path) == []
+
+    def test_by_time_with_a_frozen_clock(self, tmp_path):
+        """An event past the hour starts a new file; an empty file is kept."""
+        path = tmp_path / "app.log"
+        start = 1_800_000_000 // 3600 * 3600
+        sink = FileSink(
+            path,
+            rotation="builtin",
+            rotate_interval="hourly",
+            compress=False,
+            clock=lambda: start + 10.0,
+        )
+
+        sink.emit(event(0, (start + 10) * 10**9))
+        sink.emit(event(1, (start + 20) * 10**9))
+        sink.emit(event(2, (start + 10) * 10**9 + HOUR))
+        sink.emit(event(3, (start + 10) * 10**9 + 3 * HOUR))
+        sink.close()
+
+        names = [p.name for p in log_files(path)]
+        assert names == [
+            "app.log.20270115T080010.000000Z",
+            "app.log.20270115T080010.000001Z",
+            "app.log",
+        ]
+        assert [len(data.splitlines()) for _, data in read_files(path)] == [2, 1, 1]
+
+    def test_backup_count_and_no_compression(self, tmp_path):
+        """Only the newest backup_count backups are kept."""
+        path = tmp_path / "app.log"
+        sink = FileSink(
+            path, rotation="builtin", max_bytes=100, backup_count=2, compress=False
+        )
+
+        for seq in range(10):
+            sink.emit(event(seq, pad="x" * 100))
+        sink.close()
+
+        assert sink.rotations == 9
+        assert seqs(path) == [7, 8, 9]
+
+    def test_older_uncompressed_backups_are_compressed_later(self, tmp_path):
+        """A backup left plain by a process that ended is gzipped by the next."""
+        path = tmp_path / "app.log"
+        left = backup_name(path, 1_700_000_000)
+        left.write_bytes(b'{"seq": -1}\n')
+        sink = FileSink(path, rotation="builtin", max_bytes=10)
+
+        sink.emit(event(0))
+        sink.emit(event(1))
+        sink.close()
+
+        assert [p.name for p in log_files(path)] == [
+            left.name + ".gz",
+            log_files(path)[1].name,
+            "app.log",
+        ]
+        assert seqs(path) == [-1, 0, 1]
+
+    def test_a_backup_still_written_waits(self, tmp_path):
+        """Compression waits for the last writer, and goes on once it is idle."""
+        backup = tmp_path / "app.log.1"
+        backup.write_bytes(b"line\n")
+        writer = os.open(backup, os.O_WRONLY | os.O_APPEND)
+        fcntl.flock(writer, fcntl.LOCK_SH)
+
+        _compress(backup, None)
+        left_alone = sorted(p.name for p in tmp_path.iterdir())
+        _compress(backup, 0.05)
+        os.close(writer)
+
+        assert left_alone == ["app.log.1"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["app.log.1.gz"]
+        assert gzip.decompress((tmp_path / "app.log.1.gz").read_bytes()) == b"line\n"
+
+    def test_failed_rotation_keeps_writing(self, tmp_path, capfd, fresh_diagnostics):
+        """When the lock file can't be opened, lines stay in the current file."""
+        path = tmp_path / "app.log"
+        sink = FileSink(path, rotation="builtin", max_bytes=10)
+        (tmp_path / "app.log.lock").mkdir()
+
+        for seq in range(3):
+            sink.emit(event(seq))
+        during = sink.health()
+        (tmp_path / "app.log.lock").rmdir()
+        sink.emit(event(3))
+        sink.close()
+
+        assert (during.failures, during.delivered, during.dropped) == (2, 3, 0)
+        assert "rotate" in capfd.readouterr().err
+        assert seqs(path) == [0, 1, 2, 3]
+        assert sink.rotations == 1
+
+
+class TestExternalRotation:
+    def test_reopen_after_rename(self, tmp_path):
+        """reopen() moves to a new file at once; without it, at the next check."""
+        path = tmp_path / "app.log"
+        sink = FileSink(path, reopen_interval=3600)
+        sink.emit(event(0))
+        path.rename(tmp_path / "app.log.1")
+
+        sink.emit(event(1))
+        sink.reopen()
+        sink.emit(event(2))
+        sink.close()
+
+        assert seqs(tmp_path / "app.log.1") == [0, 1]
+        assert [json.loads(line)["seq"] for line in path.read_bytes().splitlines()] == [
+            2
+        ]
+
+
+SHORT_WRITE = """
+    import resource, signal, sys
+    from runtime_logging import configure_logging
+
+    log_dir = sys.argv[1]
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    service = configure_logging(
+        env={}, console="off", log_dir=log_dir, handle_signals=False
+    )
+    log = service.get_logger("short")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # The file may not grow past 1000 bytes: the line crossing it is cut.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
+    for seq in range(10):
+        log.info("line", seq=seq, pad="x" * 100)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    for seq in range(10, 13):
+        log.info("line", seq=seq)
+    health = service.sink("file").health()
+    print(health.delivered, health.dropped)
+"""
+
+
+def test_a_line_cut_by_a_full_disk_is_ended(tmp_path):
+    """After a short write, the next line starts on a line of its own."""
+    path = tmp_path / "logs" / "app.log"
+
+    delivered, dropped = map(int, run_script(SHORT_WRITE, path.parent).split())
+
+    lines = path.read_bytes().splitlines()
+    parsed = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            parsed.append(json.loads(line)["seq"])
+    assert len(lines) == len(parsed) + 1
+    assert parsed[-3:] == [10, 11, 12]
+    assert delivered == len(parsed)
+    assert delivered + dropped == 13

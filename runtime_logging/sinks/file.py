@@ -192,7 +192,7 @@ class FileSink(Sink):
                 break
             os.close(fd)
         else:
-            raise OSError(f"{self.path} was rotated {_OPEN_ATTEMPTS} times in a row")
+            raise OSError(f"{self.path} was rotated or locked {_OPEN_ATTEMPTS} times")
         info = os.fstat(fd)
         old, self._fd = self._fd, fd
         self._identity = _identity(info)
@@ -387,7 +387,7 @@ def _compress(path: Path, leave_timeout: float | None) -> None:
     except FileNotFoundError:
         return
     with os.fdopen(fd, "rb") as source:
-        if not _lock_exclusive(fd, leave_timeout):
+        if not _writers_left(fd, leave_timeout):
             return
         info = _stat(path)
         if info is None or _identity(info) != _identity(os.fstat(fd)):
@@ -406,8 +406,11 @@ def _compress(path: Path, leave_timeout: float | None) -> None:
             path.unlink()
 
 
-def _lock_exclusive(fd: int, timeout: float | None) -> bool:
-    """Lock *fd* exclusively; after *timeout* (None: at once) go on anyway."""
+def _writers_left(fd: int, timeout: float | None) -> bool:
+    """Whether every writer left *fd*'s file, or *timeout* passed waiting.
+
+    An exclusive lock says it; with a *timeout* of None, only if it does now.
+    """
     deadline = time.monotonic() + (timeout or 0.0)
     while True:
         try:
