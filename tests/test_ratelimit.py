@@ -280,3 +280,32 @@ def test_suppressions_are_counted_in_the_metrics(tmp_path):
     name = "vscode_runtime_log_events_suppressed_total"
     assert samples[name, (("level", "warning"),)] == 47
     assert samples[name, (("level", "info"),)] == 0
+
+
+def test_counts_are_exact_across_threads():
+    """8 threads on one key: every event passes or is counted, none twice."""
+    import threading
+
+    limited = Limited(rate=0.001, burst=10)
+    lock = threading.Lock()
+    passed = []
+
+    def flood():
+        for _ in range(2000):
+            result = limited.limiter(
+                {"level": "info", "logger": "app", "event": "Cache miss"}, 20
+            )
+            if result is not None:
+                with lock:
+                    passed.append(result)
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    limited.limiter.flush()
+
+    assert len(passed) == 10
+    assert limited.limiter.suppressed == 8 * 2000 - 10
+    assert sum(f["suppressed"] for f, _ in limited.summaries) == 8 * 2000 - 10
