@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from loki_server import HungListener, LokiReceiver, closed_port
@@ -368,6 +369,29 @@ class TestRetries:
 
 class TestTruncationEdges:
     """Whatever the line holds, the stand-in is valid JSON under the limit."""
+
+    def test_stand_in_keeps_the_schema(self, capture_events):
+        """A real event's stand-in validates against the line's schema."""
+        import jsonschema
+
+        from runtime_logging import get_logger
+        from runtime_logging.schema import STANDARD_KEYS
+
+        schema_path = Path(__file__).parent.parent / "runtime_logging"
+        schema = json.loads((schema_path / "log-line.schema.json").read_text())
+
+        try:
+            raise ValueError("boom " * 100)
+        except ValueError:
+            get_logger("big").exception("x" * 400_000, extra="y" * 1000)
+        line = capture_events.events[0].json_line
+
+        record = json.loads(truncate_line(line.rstrip(b"\n"), 256 * 1024))
+
+        jsonschema.validate(record, schema)
+        assert list(record)[: len(STANDARD_KEYS)] == list(STANDARD_KEYS)
+        assert record["exception"]["type"] == "ValueError"
+        assert "extra" not in record
 
     def test_huge_standard_keys(self):
         line = json.dumps({"timestamp": "t", "logger": "l" * 5000, "event": "e"})
