@@ -463,6 +463,46 @@ class TestLiveCounters:
         assert document["components"]["broken"]["status"] == "down"
         assert document["components"]["file"]["status"] == "healthy"
 
+    def test_health_answers_prometheus_in_its_format(self, tmp_path):
+        """A scrape of /health gets health_status as metrics, with the status code."""
+        service = configure(tmp_path, sinks=[BrokenSink()])
+        request = urllib.request.Request(
+            service.sink("metrics").server.url + "/health",
+            headers={"Accept": "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"},
+        )
+
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+
+        assert caught.value.code == 503
+        samples = {
+            (sample.name, sample.labels.get("component")): sample.value
+            for family in text_string_to_metric_families(caught.value.read().decode())
+            for sample in family.samples
+        }
+        assert samples[PREFIX + "health_status", "broken"] == 0.0
+        assert samples[PREFIX + "health_status", "file"] == 1.0
+
+    def test_wsgi_app_without_metrics_still_reports_health(self, tmp_path):
+        """With metrics off, /metrics says so (503) and /health still answers."""
+        configure_logging(
+            env={}, console="off", log_dir=str(tmp_path), handle_signals=False
+        )
+        app = wsgi_app()
+        answers = {}
+        for path in ("/metrics", "/health"):
+            environ = {"PATH_INFO": path}
+            setup_testing_defaults(environ)
+            statuses = []
+            body = b"".join(app(environ, lambda s, _, got=statuses: got.append(s)))
+            answers[path] = (statuses[0], body)
+
+        assert answers["/metrics"][0] == "503 Service Unavailable"
+        assert answers["/health"][0] == "200 OK"
+        assert json.loads(answers["/health"][1])["components"]["file"]["status"] == (
+            "healthy"
+        )
+
     def test_process_and_disk_metrics(self, tmp_path):
         """Uptime, restarts, CPU, memory and the log directory's disk space."""
         service = configure(tmp_path)

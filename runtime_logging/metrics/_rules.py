@@ -52,9 +52,12 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Family:
-    """A metric family: its full name, kind, help, labels and layout."""
+    """A metric family: its full name, kind, help, labels and layout.
+
+    Compared and hashed by identity: it keys every update on the hot path.
+    """
 
     name: str
     kind: str
@@ -100,7 +103,7 @@ class Label:
         if self.constant is not None:
             return self.constant
         raw = fields.get(self.field)
-        text = _label_text(raw)
+        text = raw if type(raw) is str else _label_text(raw)
         return text if text in self.allowed else OTHER
 
 
@@ -131,9 +134,11 @@ class Rule:
             return self.amount
         raw = fields.get(self.value_field)
         if self.value_map:
-            mapped = self.value_map.get(_label_text(raw))
-            return None if mapped is None else mapped
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            return self.value_map.get(_label_text(raw))
+        # The exact types first (fast); bool is an int subclass but no number.
+        if (type(raw) is not int and type(raw) is not float) and (
+            isinstance(raw, bool) or not isinstance(raw, (int, float))
+        ):
             return None
         number = float(raw)
         return number if math.isfinite(number) else None
@@ -261,7 +266,7 @@ def _rule(index: int, raw: object, prefix: str, families: dict[str, Family]) -> 
     labels = _labels(where, raw.get("labels", {}), kind)
     family = _family(where, raw, prefix + metric, kind, labels, action)
     known = families.setdefault(family.name, family)
-    if known != family:
+    if dataclasses.astuple(known) != dataclasses.astuple(family):
         raise _fail(
             f"{where} `metric`",
             metric,

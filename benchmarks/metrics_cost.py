@@ -1,0 +1,131 @@
+"""Cost per event of the metrics step: the sink alone, and the whole call.
+
+The sink alone: `MetricsSink.emit` on finished events (an info event no rule
+reads, a reference event three rules read, an error with an exception), in
+one process and with a multiprocess directory. The whole call: the same
+info event logged to a file with metrics off and on, interleaved over rounds.
+Medians in ns per event. The counts are checked after each run.
+
+    python benchmarks/metrics_cost.py [--events 100000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _event import FIELDS, MESSAGE
+
+import runtime_logging
+from runtime_logging.config import load_settings
+from runtime_logging.metrics import MetricsSink
+from runtime_logging.testing import CaptureSink
+
+REFERENCE = {
+    "installationId": "inst-0007",
+    "status": "success",
+    "durationSeconds": 2.5,
+    "moduleCount": 3,
+    "modulesInstalled": 3,
+}
+
+
+def finished_events() -> dict[str, object]:
+    """One finished event of each kind, as the fan-out hands them to sinks."""
+    capture = CaptureSink()
+    service = runtime_logging.configure_logging(
+        env={}, console="off", log_dir="off", handle_signals=False, sinks=[capture]
+    )
+    log = service.get_logger("vscode_runtime.installer")
+    log.info(MESSAGE, **FIELDS)
+    log.info("Installation finished", **REFERENCE)
+    log.warning(
+        "Network error",
+        service="download",
+        errorKind="connection",
+        exc_info=ConnectionResetError(104, "reset by peer"),
+    )
+    service.shutdown()
+    return dict(zip(("info", "reference", "error"), capture.events, strict=True))
+
+
+def sink_alone(events: dict[str, object], count: int, directory: Path | None) -> dict:
+    settings = load_settings(
+        env={}, metrics=True, metrics_address="off", metrics_dir=directory
+    )
+    results = {}
+    for name, event in events.items():
+        sink = MetricsSink(settings)
+        emit = sink.emit
+        start = time.perf_counter_ns()
+        for _ in range(count):
+            emit(event)  # type: ignore[arg-type]
+        results[name] = (time.perf_counter_ns() - start) / count
+        assert sink.delivered == count, (name, sink.delivered)
+        sink.close()
+    return results
+
+
+def whole_call(directory: Path, count: int, metrics: bool) -> float:
+    service = runtime_logging.configure_logging(
+        env={},
+        console="off",
+        log_dir=str(directory),
+        handle_signals=False,
+        rotation="builtin",
+        metrics=metrics,
+        metrics_address="off",
+    )
+    log = service.get_logger("bench")
+    start = time.perf_counter_ns()
+    for _ in range(count):
+        log.info(MESSAGE, **FIELDS)
+    elapsed = (time.perf_counter_ns() - start) / count
+    service.shutdown()
+    lines = (directory / "app.log").read_bytes().count(b"\n")
+    assert lines == count, lines
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    events = finished_events()
+    alone: dict[str, list[float]] = {}
+    calls: dict[str, list[float]] = {"metrics off": [], "metrics on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for number in range(args.rounds):
+            for mode, directory in (
+                ("one process", None),
+                ("multiprocess", Path(tmp) / f"mp{number}"),
+            ):
+                for name, ns in sink_alone(events, args.events, directory).items():
+                    alone.setdefault(f"{mode:13} {name}", []).append(ns)
+            for label, metrics in (("metrics off", False), ("metrics on", True)):
+                directory = Path(tmp) / f"{label.replace(' ', '-')}{number}"
+                calls[label].append(whole_call(directory, args.events, metrics))
+
+    print(f"MetricsSink.emit alone, ns per event (median of {args.rounds}):")
+    for name, values in alone.items():
+        print(f"  {name:28} {statistics.median(values):8.0f}")
+    print("whole logging call to a file, ns per event:")
+    for name, values in calls.items():
+        print(f"  {name:28} {statistics.median(values):8.0f}")
+    difference = statistics.median(calls["metrics on"]) - statistics.median(
+        calls["metrics off"]
+    )
+    print(f"  {'difference':28} {difference:8.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
