@@ -159,6 +159,12 @@ class LoggingService:
             (signal.SIGTERM, self._on_sigterm),
         ):
             previous = signal.getsignal(number)
+            # A handler set outside Python can't be chained, and an ignored
+            # SIGTERM must stay ignored: both are left as they are.
+            if previous is None or (
+                number == signal.SIGTERM and previous == signal.SIG_IGN
+            ):
+                continue
             self._saved_signals[number] = previous
             signal.signal(number, handler)
 
@@ -179,12 +185,15 @@ class LoggingService:
 
     def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
         previous = self._saved_signals.get(number)
-        self.shutdown()
         if callable(previous):
+            # The application ends the process its own way and may log on the
+            # way out: deliver what is queued now, and close at exit.
+            self.flush()
             previous(number, frame)
-        elif previous != signal.SIG_IGN:
-            signal.signal(number, signal.SIG_DFL)
-            os.kill(os.getpid(), number)
+            return
+        self.shutdown()
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
 
 
 def _chain(previous: object, number: int, frame: FrameType | None) -> None:

@@ -129,7 +129,7 @@ SIGNALS = """
 
     def on_term(number, frame):
         print("application SIGTERM", flush=True)
-        sys.exit(7)
+        calls.append("term")
 
     def on_hup(number, frame):
         calls.append("hup")
@@ -146,7 +146,13 @@ SIGNALS = """
     for seq in range(200):
         log.info("queued", seq=seq)
     print("hup" if calls == ["hup"] else "no hup", flush=True)
-    time.sleep(60)
+    deadline = time.monotonic() + 60
+    while "term" not in calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The application's own way out, logging as it goes.
+    for seq in range(200, 300):
+        log.info("stopping", seq=seq)
+    sys.exit(7)
 """
 
 
@@ -162,10 +168,30 @@ class TestSignals:
 
         assert process.returncode == 7, stderr
         assert stdout == "application SIGTERM\n"
-        assert [e["seq"] for e in delivered(out)] == list(range(200))
+        assert [e["seq"] for e in delivered(out)] == list(range(300))
         # SIGHUP reopened the file: the lines after it are in the new app.log.
         assert (log_dir / "old.log").read_text() == ""
-        assert len((log_dir / "app.log").read_text().splitlines()) == 200
+        assert len((log_dir / "app.log").read_text().splitlines()) == 300
+
+    def test_an_ignored_sigterm_stays_ignored(self, tmp_path):
+        """SIGTERM ignored before set-up: ignored after it, logging goes on."""
+        script = """
+            out = sys.argv[1]
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            service = configure_logging(
+                env={}, console="off", log_dir="off", sinks=[SlowSink(out, 0)]
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
+            service.get_logger("ignored").info("still logging")
+            print(signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+        """
+        out = tmp_path / "delivered.jsonl"
+        process = start(script, out)
+
+        stdout, stderr = finish(process)
+
+        assert (process.returncode, stdout) == (0, "True\n"), stderr
+        assert [e["event"] for e in delivered(out)] == ["still logging"]
 
     def test_no_handlers_when_signals_are_the_applications(self, tmp_path):
         """With handle_signals off, SIGTERM and SIGHUP keep their handlers."""
@@ -193,7 +219,7 @@ FORK_WITH_LOCKS_HELD = """
     slow = SlowSink(out, 0)
     service = configure_logging(
         env={}, console="off", log_dir=log_dir, reopen_interval=0,
-        handle_signals=False, sinks=[slow],
+        handle_signals=False, sinks=[slow], rate_limit=1000,
     )
     log = service.get_logger("fork")
     log.info("parent", seq=0)
@@ -201,6 +227,7 @@ FORK_WITH_LOCKS_HELD = """
     locks = [
         file_sink._lock, file_sink._state_lock, slow._lock, slow._state_lock,
         diagnostics._lock, _service._lock, logging.getLogger().handlers[0].lock,
+        service.rate_limiter._lock,
     ]
     holding, release = threading.Event(), threading.Event()
 
@@ -248,16 +275,12 @@ class TestFork:
             ("child stdlib", int(child)),
         ]
         assert lines[0]["pid"] == process.pid
-        # The child's own thread delivered its event; the parent's queue was
+        # The child's own thread delivered its events; the parent's queue was
         # the parent's to deliver, not the child's.
-        assert [(e["event"], e["pid"]) for e in delivered(out)] == [
-            ("parent", process.pid),
+        assert sorted((e["event"], e["pid"]) for e in delivered(out)) == [
             ("child", int(child)),
             ("child stdlib", int(child)),
-        ] or sorted(e["event"] for e in delivered(out)) == [
-            "child",
-            "child stdlib",
-            "parent",
+            ("parent", process.pid),
         ]
 
     def test_pool_workers_drain_their_queues_at_exit(self, tmp_path):

@@ -172,7 +172,7 @@ def test_c11_forced_rotations_while_writing(tmp_path):
         run_logrotate(tmp_path, config, "-f")
         # Longer than reopen_interval: the writer leaves app.log.1 before the
         # next run compresses it, as it does within a day in production.
-        time.sleep(0.1)
+        time.sleep(0.2)
     stop.touch()
     out, _ = writer.communicate(timeout=60)
 
