@@ -4,13 +4,17 @@ The fast path is one `orjson.dumps`. Whatever it refuses (lone surrogates,
 cycles, nesting deeper than it allows, a ``__repr__`` that raises) or would
 get wrong silently (orjson writes NaN and infinities as ``null``) goes
 through `to_jsonable`, which rebuilds the value from plain, safe types.
+Integers past 64 bits, which orjson refuses, are written by the stdlib's
+encoder: exact JSON numbers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import enum
+import json
 import math
 import uuid
 from collections.abc import Mapping
@@ -25,11 +29,12 @@ MAX_DEPTH = 32
 NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
-_CONTAINERS = (dict, list, tuple)
 
 
 def _default(value: Any) -> Any:
     """Encode what orjson does not know: the documented fallbacks."""
+    if isinstance(value, float):
+        return float(value)  # a subclass: a float, so NaN is seen as one
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -42,16 +47,36 @@ def _default(value: Any) -> Any:
 
 
 def _has_non_finite(value: object, depth: int = 0) -> bool:
+    """Whether *value* holds a NaN or an infinity wherever orjson would look."""
     kind = type(value)
-    if kind is float:
-        return not math.isfinite(value)  # type: ignore[arg-type]
+    if kind is str or kind is int or kind is bool or value is None:
+        return False
+    if isinstance(value, float):
+        return not math.isfinite(value)
     if depth > MAX_DEPTH:
         return True
-    if kind is dict:
-        return any(_has_non_finite(v, depth + 1) for v in value.values())  # type: ignore[attr-defined]
-    if kind is list or kind is tuple:
-        return any(_has_non_finite(v, depth + 1) for v in value)  # type: ignore[attr-defined]
+    if isinstance(value, Mapping):
+        return any(_has_non_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_has_non_finite(v, depth + 1) for v in value)
+    if isinstance(value, enum.Enum):
+        return _has_non_finite(value.value, depth + 1)
+    if _is_dataclass(value):
+        return _has_non_finite(_dataclass_fields(value), depth + 1)
     return False
+
+
+def _is_dataclass(value: object) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _dataclass_fields(value: Any) -> dict[str, Any]:
+    """The fields orjson writes for a dataclass: those not named ``_...``."""
+    return {
+        field.name: getattr(value, field.name)
+        for field in dataclasses.fields(value)
+        if not field.name.startswith("_")
+    }
 
 
 def _clean_text(text: str) -> str:
@@ -83,9 +108,10 @@ _NOT_SCALAR = object()
 def _plain_scalar(value: object) -> Any:
     """*value* as a plain JSON scalar, or `_NOT_SCALAR` when it is none."""
     if isinstance(value, int):
-        return int(value)
+        return _integer(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else NON_FINITE[repr(value)]
+        number = float(value)
+        return number if math.isfinite(number) else NON_FINITE[repr(number)]
     if isinstance(value, str):
         return _clean_text(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
@@ -95,17 +121,32 @@ def _plain_scalar(value: object) -> Any:
     return _NOT_SCALAR
 
 
+def _integer(value: int) -> int | str:
+    """*value* as a plain int, or its hex text when too long to write in decimal."""
+    number = int(value)
+    if number.bit_length() > 64:
+        try:
+            str(number)
+        except ValueError:  # past sys.get_int_max_str_digits()
+            return hex(number)
+    return number
+
+
 def to_jsonable(
     value: object, depth: int = 0, seen: frozenset[int] = frozenset()
 ) -> Any:
     """Rebuild *value* from str, int, float, bool, None, list and dict only."""
-    if value is None or type(value) in (bool, int):
+    if value is None or type(value) is bool:
         return value
     scalar = _plain_scalar(value)
     if scalar is not _NOT_SCALAR:
         return scalar
     if depth >= MAX_DEPTH:
         return "<max depth>"
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value, depth + 1, seen)
+    if _is_dataclass(value):
+        value = _dataclass_fields(value)
     if isinstance(value, (Mapping, list, tuple, set, frozenset)):
         if id(value) in seen:
             return "<cycle>"
@@ -134,13 +175,24 @@ def dumps_line(event: Mapping[str, Any], plain: bool = False) -> bytes:
         try:
             return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:
-            pass  # a key that is not a str, or a lone surrogate: the full path
+            pass  # a key that is not a str, a lone surrogate, a big int
     try:
         line = orjson.dumps(event, default=_default, option=_OPTIONS)
     except Exception:
-        return orjson.dumps(to_jsonable(event), option=_OPTIONS)
-    for value in event.values():
-        kind = type(value)
-        if (kind is float or kind in _CONTAINERS) and _has_non_finite(value):
-            return orjson.dumps(to_jsonable(event), option=_OPTIONS)
+        return _dumps_rebuilt(event)
+    # orjson writes NaN and infinities as null: without a null, there are none.
+    if b"null" in line and _has_non_finite(event):
+        return _dumps_rebuilt(event)
     return line
+
+
+def _dumps_rebuilt(event: Mapping[str, Any]) -> bytes:
+    rebuilt = to_jsonable(event)
+    try:
+        return orjson.dumps(rebuilt, option=_OPTIONS)
+    except TypeError:
+        # An integer past 64 bits: the stdlib writes any int exactly.
+        text = json.dumps(
+            rebuilt, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+        return text.encode("utf-8") + b"\n"

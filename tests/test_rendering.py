@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -19,6 +20,7 @@ else:  # the backport that gives 3.10 exception groups
     from exceptiongroup import ExceptionGroup
 
 from runtime_logging import configure_logging
+from runtime_logging._encoding import dumps_line
 from runtime_logging.schema import STANDARD_KEYS
 from runtime_logging.sinks import Sink
 from runtime_logging.sinks._queue import QueuedSink
@@ -222,6 +224,90 @@ class TestNonJsonFloatsAndStrings:
             assert parsed[1]["value"] == "\\ud800x"
             assert parsed[1]["event"] == "text \\ud800x"
             assert parsed[1]["nested"] == {"k\\udfff": ["\\ud800"]}
+
+
+@dataclasses.dataclass
+class Reading:
+    value: float
+    label: str = "r"
+
+
+class Ratio(float):
+    """A float subclass, as numeric libraries make them."""
+
+
+class Sentinel(enum.Enum):
+    MISSING = float("nan")
+
+
+class TestValuesOrjsonGetsWrong:
+    """Integers past 64 bits and NaN anywhere: one exact, strict line each."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            2**64,
+            -(2**70),
+            2**64 - 1,
+            -(2**63),
+            10**40,
+            [2**65, {"deep": -(2**100)}],
+            {"n": 2**64},
+            (1, 2**64),
+        ],
+    )
+    def test_big_integers_are_exact_numbers(self, log_file, value):
+        """Python's own JSON parser reads back the very same integers."""
+        log_file.service.get_logger("c1").info("big", value=value, other=1)
+
+        [line] = log_file.lines()
+        expected = list(value) if isinstance(value, tuple) else value
+        assert line["value"] == expected
+        assert line["other"] == 1
+
+    def test_integer_too_long_for_decimal_text(self, log_file):
+        """Past Python's int-to-text digit limit: its exact hex, as a string."""
+        huge = 1 << 20_000
+
+        log_file.service.get_logger("c1").info("huge", value=huge, other=1)
+
+        [line] = log_file.lines()
+        assert int(line["value"], 16) == huge
+        assert line["other"] == 1
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (Reading(float("nan")), {"value": "NaN", "label": "r"}),
+            (Reading(float("-inf"), "x"), {"value": "-Infinity", "label": "x"}),
+            ({float("nan")}, ["NaN"]),
+            (frozenset({float("inf")}), ["Infinity"]),
+            (Sentinel.MISSING, "NaN"),
+            (Ratio("nan"), "NaN"),
+            (Ratio("inf"), "Infinity"),
+            (Ratio("1.5"), 1.5),
+            ([Ratio("-inf"), {"k": (Reading(float("nan")),)}], None),
+        ],
+    )
+    def test_non_finite_floats_anywhere(self, log_file, value, expected):
+        """Inside dataclasses, sets, enums, float subclasses: never null or 'nan'."""
+        log_file.service.get_logger("c3").info("nan", value=value, none=None)
+
+        [line] = log_file.lines()
+        if expected is None:
+            expected = ["-Infinity", {"k": [{"value": "NaN", "label": "r"}]}]
+        assert line["value"] == expected
+        assert line["none"] is None
+
+    def test_plain_events_keep_null(self):
+        """None stays null; the deeper check is only a second look."""
+        line = dumps_line({"a": None, "b": [None, 1.5], "c": Reading(2.0)})
+
+        assert strict_loads(line) == {
+            "a": None,
+            "b": [None, 1.5],
+            "c": {"value": 2.0, "label": "r"},
+        }
 
 
 class TestExceptions:
