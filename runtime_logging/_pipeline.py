@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from structlog import DropEvent
@@ -31,9 +35,14 @@ from runtime_logging._trace import current_trace_ids
 from runtime_logging.config import LEVELS, Settings
 from runtime_logging.context import _context as _context_var
 from runtime_logging.redaction import RedactionPolicy
-from runtime_logging.schema import RESERVED_KEYS, STANDARD_KEYS, field_key
+from runtime_logging.schema import FIELD_PREFIX, RESERVED_KEYS, STANDARD_KEYS
 
 HOOK_POINTS = ("context", "fields", "exception")
+
+#: Logger names whose level is remembered; past it, the memory starts again.
+_MAX_CACHED_LOGGERS = 10_000
+#: The toolkit's files a logging call passes through, left out of ``stack``.
+_OWN_FILES = frozenset({__file__, str(Path(__file__).with_name("_logger.py"))})
 
 #: A structlog-style processor: ``(logger, method_name, event_dict) -> event_dict``.
 Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
@@ -53,6 +62,34 @@ LEVEL_NAMES = _LevelNames({number: name for name, number in LEVELS.items()})
 def level_name(number: int) -> str:
     """The schema's word for a numeric level; custom levels take the next lower."""
     return LEVEL_NAMES[number]
+
+
+class LoggerLevels(dict[str, int]):
+    """The level each logger name takes, worked out on its first call.
+
+    Its own from ``logger_levels``, else its nearest parent's, else the
+    global level. A dict, so that the check of every call is one lookup.
+    """
+
+    def __init__(self, default: int, levels: Mapping[str, int]) -> None:
+        """*default* for names that *levels* and their parents don't name."""
+        super().__init__()
+        self.default = default
+        self.levels = dict(levels)
+
+    def __missing__(self, logger: str) -> int:
+        threshold = self.default
+        name = logger
+        while name:
+            own = self.levels.get(name)
+            if own is not None:
+                threshold = own
+                break
+            name = name.rpartition(".")[0]
+        if len(self) >= _MAX_CACHED_LOGGERS:
+            self.clear()  # names made on the fly: start again
+        self[logger] = threshold
+        return threshold
 
 
 class LogEvent:
@@ -178,6 +215,10 @@ class Pipeline:
         self.logger_levels = {
             name: LEVELS[level] for name, level in settings.logger_levels.items()
         }
+        #: The lowest level any logger takes: the loggers' cheap first check.
+        self.lowest_level = min([self.min_level, *self.logger_levels.values()])
+        #: The level each logger name takes: the second check.
+        self.thresholds = LoggerLevels(self.min_level, self.logger_levels)
         self._hooks = {point: tuple(hooks.get(point, ())) for point in HOOK_POINTS}
         self._any_hooks = any(self._hooks.values())
         self._context_hooks = self._hooks["context"]
@@ -215,14 +256,7 @@ class Pipeline:
 
     def enabled_for(self, logger: str, level: int) -> bool:
         """Whether a record of *logger* at *level* passes the level filters."""
-        if self.logger_levels:
-            name = logger
-            while name:
-                threshold = self.logger_levels.get(name)
-                if threshold is not None:
-                    return level >= threshold
-                name = name.rpartition(".")[0]
-        return level >= self.min_level
+        return level >= self.thresholds[logger]
 
     def log(
         self,
@@ -233,10 +267,8 @@ class Pipeline:
         bound: Mapping[str, Any],
         kw: dict[str, Any],
     ) -> None:
-        """Take one call of the structlog API; never raises."""
+        """Take one call of the structlog API, its level checked; never raises."""
         try:
-            if self.logger_levels and not self.enabled_for(logger, level):
-                return
             if type(event) is str:
                 message = event
             else:
@@ -247,13 +279,19 @@ class Pipeline:
                 message = _apply_args(message, args, kw)
             context = _context_var.get()
             fields = {**context, **bound, **kw} if context or bound else kw
-            exc_info = (
-                resolve_exc_info(fields.pop("exc_info"))
-                if "exc_info" in fields
-                else None
-            )
+            exc_info = _pop_exc_info(fields) if "exc_info" in fields else None
+            stack = None
+            if "stack_info" in fields and fields.pop("stack_info"):
+                stack = caller_stack()
             done = self._process(
-                logger, level, time.time_ns(), message, fields, exc_info, template
+                logger,
+                level,
+                time.time_ns(),
+                message,
+                fields,
+                exc_info,
+                template,
+                stack,
             )
         except DropEvent:
             return
@@ -285,8 +323,6 @@ class Pipeline:
             context = _context_var.get()
             if context:
                 fields = {**context, **fields}
-            if record.stack_info:
-                fields["stack"] = record.stack_info
             exc_info = resolve_exc_info(record.exc_info) if record.exc_info else None
             time_ns = int(record.created * 1_000_000_000)
             template = str(record.msg) if record.args else None
@@ -298,6 +334,7 @@ class Pipeline:
                 fields,
                 exc_info,
                 template,
+                record.stack_info or None,
             )
         except DropEvent:
             return None
@@ -314,6 +351,7 @@ class Pipeline:
         fields: dict[str, Any],
         exc_info: ExcInfo | None,
         template: str | None = None,
+        stack: str | None = None,
     ) -> LogEvent | None:
         if self._context_hooks:
             fields = self._run_hooks(
@@ -343,6 +381,8 @@ class Pipeline:
         if exc_info is not None:
             event = self._add_exception(logger, level, event, exc_info[1])
             plain = False
+        if stack is not None:
+            event["stack"] = stack if policy is None else policy.redact_message(stack)
 
         if self._redact_event is not None:
             event = self._redact_event(event, level)  # type: ignore[assignment]
@@ -413,15 +453,74 @@ def _exception_data(
 
 
 def _renamed_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """*fields* with those named like a standard key kept under a prefix."""
-    return {field_key(key): value for key, value in fields.items()}
+    """*fields* with those named like a standard key kept under a prefix.
+
+    The prefix is repeated while the name is taken by another field, so that
+    ``level`` and ``field_level`` side by side are both kept.
+    """
+    renamed: dict[str, Any] = {}
+    for key, value in fields.items():
+        name = key
+        if key in RESERVED_KEYS:
+            name = FIELD_PREFIX + key
+            while name in fields or name in renamed:
+                name = FIELD_PREFIX + name
+        renamed[name] = value
+    return renamed
+
+
+def free_key(name: str, fields: Mapping[str, Any]) -> str:
+    """``field_<name>``, prefixed again while *fields* already has it."""
+    key = FIELD_PREFIX + name
+    while key in fields:
+        key = FIELD_PREFIX + key
+    return key
+
+
+def _pop_exc_info(fields: dict[str, Any]) -> ExcInfo | None:
+    """The exception ``exc_info`` asks for; a value that is none is kept.
+
+    ``None``, a bool or an int, an exception or a triple mean what they mean
+    in stdlib; any other value is kept as ``field_exc_info`` and, like
+    stdlib, asks for the exception being handled.
+    """
+    value = fields.pop("exc_info")
+    if not (
+        value is None
+        or isinstance(value, (int, BaseException))
+        or (isinstance(value, tuple) and len(value) == 3)
+    ):
+        fields[free_key("exc_info", fields)] = value
+    return resolve_exc_info(value)
+
+
+def caller_stack() -> str:
+    """The stack of the code that called the logger, as stdlib's stack_info."""
+    frame = sys._getframe(1)  # noqa: SLF001 - as logging.Logger.findCaller does
+    while frame.f_back is not None and frame.f_code.co_filename in _OWN_FILES:
+        frame = frame.f_back
+    return "Stack (most recent call last):\n" + "".join(
+        traceback.format_stack(frame)
+    ).rstrip("\n")
+
+
+#: ``%(name)s``-style placeholders: a mapping argument that fills them formats.
+_NAMED_PLACEHOLDER = re.compile(r"%\([^)]*\)")
 
 
 def _apply_args(message: str, args: tuple[Any, ...], kw: dict[str, Any]) -> str:
-    if len(args) == 1 and isinstance(args[0], Mapping) and "%" not in message:
-        # The Dart-style call: logger.info("Installation started", {...}).
-        for key, value in args[0].items():
+    if len(args) == 1 and isinstance(args[0], Mapping):
+        # The Dart-style call, logger.info("Installation started", {...}): the
+        # mapping is fields. As in stdlib it also fills %(name)s placeholders;
+        # a literal % ("100% done") leaves the message as written.
+        mapping = args[0]
+        for key, value in mapping.items():
             kw.setdefault(str(key), value)
+        if "%" in message and _NAMED_PLACEHOLDER.search(message):
+            try:
+                return message % mapping
+            except Exception:  # noqa: S110 - a placeholder it lacks: as written
+                pass
         return message
     try:
         return message % args

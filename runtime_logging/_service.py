@@ -102,8 +102,7 @@ class LoggingService:
             self._flush_summaries()
             if _active_service is self:
                 _active_service = None
-                _logger.active.pipeline = None
-                _logger.active.min_level = 100
+                _logger.active.reset()
                 structlog.reset_defaults()
                 _stdlib.restore_make_record()
                 logging.captureWarnings(False)
@@ -367,8 +366,7 @@ def configure_logging(
             service._install_stdlib()  # noqa: SLF001 - the service's own set-up step
         if resolved.handle_signals:
             service._install_signals()  # noqa: SLF001 - the service's own set-up step
-        _logger.active.pipeline = pipeline
-        _logger.active.min_level = pipeline.min_level
+        _logger.active.use(pipeline)
         _active_service = service
     return service
 

@@ -16,6 +16,7 @@ from runtime_logging import (
     clear_context,
     configure_logging,
     get_context,
+    get_logger,
     unbind_context,
     with_context,
 )
@@ -324,3 +325,217 @@ class TestNeverRaises:
         logging.getLogger("runtime_logging.sinks").error("internal")
 
         assert log_file.lines() == []
+
+
+class TestPerLoggerLevelsBelowTheGlobalLevel:
+    """A logger may be more verbose than the rest, from either API."""
+
+    def test_structlog_and_stdlib(self, make_log_file):
+        """chatty=debug under level=info: chatty's debug lines, nobody else's."""
+        log_file = make_log_file(
+            level="info", logger_levels={"chatty": "debug", "chatty.hush": "error"}
+        )
+        service = log_file.service
+
+        service.get_logger("chatty").debug("a")
+        service.get_logger("chatty.sub").debug("b")
+        structlog.get_logger("chatty").debug("c")
+        logging.getLogger("chatty").debug("d")
+        service.get_logger("other").debug("hidden")
+        service.get_logger("chatty.hush").warning("hidden")
+        service.get_logger("other").info("e")
+
+        assert [line["event"] for line in log_file.lines()] == list("abcde")
+        assert service.get_logger("chatty").is_enabled_for(10)
+        assert not service.get_logger("other").is_enabled_for(10)
+
+
+class TestMappingAsFieldsAndPercent:
+    """One mapping after the message: fields, unless it fills %(name)s."""
+
+    @pytest.mark.parametrize(
+        ("message", "mapping", "event", "fields"),
+        [
+            ("Download 100% done", {"module": "m1"}, "Download 100% done", True),
+            ("Download 100% sure", {"module": "m1"}, "Download 100% sure", True),
+            ("50% of %s", {"module": "m1"}, "50% of %s", True),
+            ("ratio %(a)s", {"a": 1}, "ratio 1", True),
+            ("%(a)d%% done", {"a": 7}, "7% done", True),
+            ("ratio %(missing)s", {"a": 1}, "ratio %(missing)s", True),
+            ("plain", {"a": 1}, "plain", True),
+        ],
+    )
+    def test_rule(self, log_file, message, mapping, event, fields):
+        """A literal % never turns fields into text; %(name)s formats as stdlib."""
+        log_file.service.get_logger("x").info(message, mapping)
+
+        [line] = log_file.lines()
+        assert line["event"] == event
+        for key, value in mapping.items():
+            assert (line.get(key) == value) is fields
+
+    def test_stdlib_agrees_on_named_placeholders(self, log_file):
+        """The same call through stdlib gives the same message."""
+        logging.getLogger("x").warning("ratio %(a)s", {"a": 1})
+        log_file.service.get_logger("x").warning("ratio %(a)s", {"a": 1})
+
+        theirs, ours = log_file.lines()
+        assert theirs["event"] == ours["event"] == "ratio 1"
+
+
+class TestNoValueLost:
+    """A field never overwrites another, odd exc_info values are kept."""
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"level": "A", "field_level": "B"},
+            {"field_level": "B", "level": "A"},
+            {"level": "A", "field_level": "B", "field_field_level": "C"},
+            {"stack": "S", "field_stack": "T"},
+        ],
+    )
+    def test_repeated_collisions_structlog(self, log_file, fields):
+        """The clashing field takes the prefix as often as needed; all values kept."""
+        log_file.service.get_logger("x").info("e", **fields)
+
+        [line] = log_file.lines()
+        self._assert_all_kept(line, fields)
+
+    def test_repeated_collisions_stdlib(self, log_file):
+        """The same through stdlib extra= and bound context."""
+        fields = {"level": "A", "field_level": "B"}
+        with bound_context(timestamp="T", field_timestamp="U"):
+            logging.getLogger("x").warning("e", extra=fields)
+
+        [line] = log_file.lines()
+        self._assert_all_kept(
+            line, {**fields, "timestamp": "T", "field_timestamp": "U"}
+        )
+
+    @staticmethod
+    def _assert_all_kept(line, fields):
+        assert line["level"] in ("info", "warning")
+        written = {k: v for k, v in line.items() if k.startswith("field_")}
+        expected = {k: v for k, v in fields.items() if k.startswith("field_")}
+        for key in fields:
+            if key in STANDARD_KEYS or key == "stack":
+                prefixed = "field_" + key
+                while prefixed in fields:
+                    prefixed = "field_" + prefixed
+                expected[prefixed] = fields[key]
+        assert written == expected
+
+    @pytest.mark.parametrize("value", ["garbage", 2.5, (1, 2), ["x"], {"a": 1}])
+    def test_exc_info_that_is_no_exception_is_kept(self, log_file, value):
+        """Outside an except block: the value as field_exc_info, no exception."""
+        log_file.service.get_logger("x").info("x", exc_info=value)
+
+        [line] = log_file.lines()
+        expected = list(value) if isinstance(value, tuple) else value
+        assert line["field_exc_info"] == expected
+        assert "exception" not in line
+
+    def test_exc_info_odd_value_inside_except(self, log_file):
+        """Inside an except block it still asks for the exception, as stdlib's."""
+        log = log_file.service.get_logger("x")
+        try:
+            raise KeyError("k")
+        except KeyError:
+            log.error("x", exc_info="yes")
+            log.error("y", exc_info=1)
+
+        odd, one = log_file.lines()
+        assert odd["field_exc_info"] == "yes"
+        assert odd["exception"]["type"] == "KeyError"
+        assert one["exception"]["type"] == "KeyError"
+        assert "field_exc_info" not in one
+
+
+class TestStackInfo:
+    """stack_info=True gives the documented `stack` key from both APIs."""
+
+    def test_structlog(self, log_file):
+        """The caller's stack, as stdlib writes it; no stack_info field."""
+        log = log_file.service.get_logger("x")
+
+        log.info("with", stack_info=True, stack="mine")
+        log.info("without", stack_info=False)
+
+        with_stack, without = log_file.lines()
+        assert with_stack["stack"].startswith("Stack (most recent call last):\n")
+        assert "in test_structlog\n" in with_stack["stack"]
+        assert "runtime_logging/_" not in with_stack["stack"]
+        assert with_stack["field_stack"] == "mine"
+        assert "stack_info" not in with_stack
+        assert list(with_stack)[-2:] == ["field_stack", "stack"]
+        assert "stack" not in without
+        assert "stack_info" not in without
+
+    def test_stdlib(self, log_file):
+        """stdlib's stack_info is written as `stack`, never `field_stack`."""
+        logging.getLogger("x").warning("with", stack_info=True)
+
+        [line] = log_file.lines()
+        assert line["stack"].startswith("Stack (most recent call last):\n")
+        assert "in test_stdlib\n" in line["stack"]
+        assert "field_stack" not in line
+
+
+LEVELS_ODD = [100, 60, 51, 25, 1, 0, -5, "info", "WARNING", "nonsense", 2.5, None]
+
+
+class TestNoCallRaises:
+    """No log call raises into the caller, whatever the level or the state."""
+
+    @pytest.mark.parametrize(
+        ("level", "name"),
+        [
+            (100, "critical"),
+            (60, "critical"),
+            (51, "critical"),
+            (25, "info"),
+            (1, None),
+            (0, None),
+            (-5, None),
+            ("info", "info"),
+            ("WARNING", "warning"),
+            ("nonsense", "warning"),
+            (2.5, "warning"),
+            (None, "warning"),
+        ],
+    )
+    def test_configured(self, log_file, level, name):
+        """Custom levels take the next lower name; one that isn't a level is kept."""
+        log_file.service.get_logger("x").log(level, "odd")
+
+        lines = log_file.lines()
+        assert [line["level"] for line in lines] == ([name] if name else [])
+        if name and not isinstance(level, int) and level not in ("info", "WARNING"):
+            assert lines[0]["field_level"] == level
+
+    @pytest.mark.parametrize("level", LEVELS_ODD)
+    def test_before_configuration_and_after_shutdown(self, tmp_path, capfd, level):
+        """Unconfigured, warnings and above go to stderr; nothing raises."""
+        early = get_logger("early")
+        early.log(level, "odd %s", "arg", key="v")
+        early.warning("loud", key="v")
+        early.info("quiet")
+        service = configure_logging(
+            env={}, console="off", log_dir="off", handle_signals=False
+        )
+        late = service.get_logger("late")
+        service.shutdown()
+
+        late.log(level, "odd %s", "arg", key="v")
+        late.debug("quiet")
+        late.info("quiet")
+        late.warning("loud", key="v")
+        late.exception("loud")
+
+        err = capfd.readouterr().err
+        assert "quiet" not in err
+        assert err.count("loud") == 3
+        assert "key=v" in err
+        assert "[early]" in err
+        assert "[late]" in err
