@@ -97,6 +97,66 @@ class TestPretty:
         assert (sink.dropped, sink.health().state) == (1, "degraded")
 
 
+BIDI_AND_SEPARATORS = [
+    *map(chr, range(0x202A, 0x202F)),
+    *map(chr, range(0x2066, 0x206A)),
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\u2028",
+    "\u2029",
+    "\x85",
+]
+
+
+def _pretty(event="m", **fields):
+    base = {"timestamp": "2026-12-04T10:00:00.123456Z", "level": "info"}
+    return render_pretty({**base, "logger": "app", "event": event, **fields})
+
+
+class TestEscaping:
+    """One record is one line, and what it shows reads back unambiguously."""
+
+    @pytest.mark.parametrize("char", BIDI_AND_SEPARATORS)
+    def test_bidi_controls_and_separators(self, char):
+        """Escaped as \\uXXXX (or \\xNN), in the message and in a field alike."""
+        code = ord(char)
+        escaped = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+        text = _pretty(f"a{char}b", f=f"c{char}d")
+
+        assert char not in text
+        assert text.splitlines() == [text.rstrip("\n")]
+        assert f"a{escaped}b" in text
+        assert f'f="c{escaped}d"' in text
+
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            ("evil\nline", '"evil\\nline"'),
+            ("tab\there", '"tab\\there"'),
+            ("esc\x1b[2J", '"esc\\x1b[2J"'),
+            ("bell\x07", '"bell\\x07"'),
+            ("back\\slash", '"back\\\\slash"'),
+            ('say "hi"', '"say \\"hi\\""'),
+        ],
+    )
+    def test_field_escaped_once_like_the_message(self, value, shown):
+        """A control character gets one backslash in a field, as in the message."""
+        text = _pretty(value, f=value)
+
+        assert text.rstrip("\n").endswith(f" f={shown}")
+        if "\\" not in value and '"' not in value:
+            assert shown[1:-1] in text.split(" f=")[0]
+
+    def test_escaped_text_is_distinct_from_the_real_character(self):
+        """A literal backslash-n in a field does not read as a newline."""
+        literal = _pretty(f="a\\nb")
+        newline = _pretty(f="a\nb")
+
+        assert literal != newline
+
+
 class TestLocals:
     def test_locals_are_redacted(self, make_log_file):
         """With include_locals, frame variables appear, secrets redacted."""

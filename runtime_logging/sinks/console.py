@@ -16,7 +16,11 @@ from runtime_logging._pipeline import LogEvent
 from runtime_logging.schema import STANDARD_KEYS
 from runtime_logging.sinks import Sink
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Control characters, line and paragraph separators, and the bidirectional
+#: controls that make text display in another order than it is stored.
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+)
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 _COLORS = {
@@ -30,18 +34,29 @@ _RESET = "\x1b[0m"
 _SKIPPED = frozenset(STANDARD_KEYS) | {"exception", "stack"}
 
 
+def _escaped(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return _ESCAPES.get(char) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    )
+
+
 def escape(text: str) -> str:
     """*text* with every control character written as an escape."""
     if not _CONTROL.search(text):
         return text
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), text)
+    return _CONTROL.sub(_escaped, text)
 
 
 def _value(value: Any) -> str:
-    text = escape(value if isinstance(value, str) else repr(value))
-    if isinstance(value, str) and (not text or _NEEDS_QUOTES.search(text)):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
+    if not isinstance(value, str):
+        return escape(repr(value))
+    if value and not _NEEDS_QUOTES.search(value) and not _CONTROL.search(value):
+        return value
+    # Quoted: its own backslashes and quotes doubled first, so that an escape
+    # made for a control character has one backslash, as in the message.
+    return '"' + escape(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def exception_lines(data: dict[str, Any]) -> list[str]:
