@@ -173,6 +173,15 @@ class Step(Protocol):
         """Process *fields* of an event at *level*."""
 
 
+class RateLimitStep(Protocol):
+    """The rate limit step: like `Step`, and told the message's template."""
+
+    def __call__(
+        self, fields: dict[str, Any], level: int, template: str | None
+    ) -> dict[str, Any] | None:
+        """Pass on or drop (None) *fields* of an event at *level*."""
+
+
 class _Clock:
     """RFC 3339 UTC timestamps with microseconds, cached per second."""
 
@@ -201,7 +210,7 @@ class Pipeline:
         sinks: Sequence[Sink],
         processors: Mapping[str, Iterable[Processor]] | None = None,
         redact: Step | None = None,
-        rate_limit: Step | None = None,
+        rate_limit: RateLimitStep | None = None,
         diag: Diagnostics = diagnostics,
     ) -> None:
         """Build the chain for *settings* delivering to *sinks*."""
@@ -387,7 +396,7 @@ class Pipeline:
         if self._redact_event is not None:
             event = self._redact_event(event, level)  # type: ignore[assignment]
         if self._rate_limit is not None:
-            limited = self._rate_limit(event, level)
+            limited = self._rate_limit(event, level, template)
             if limited is None:
                 return None
             event = limited

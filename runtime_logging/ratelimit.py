@@ -7,8 +7,10 @@ were suppressed and over how many seconds. A summary is written when the key
 is let through again, at most every ``interval`` seconds while the flood
 lasts, and at `flush()` (the service's flush and shutdown call it).
 
-Errors and above are limited only as repeats of the same error (same logger,
-event, exception type and message) unless ``errors`` says otherwise.
+An event's name is its message before the ``%`` arguments (``"retry %d"``),
+so a flood of one call with changing arguments is one key. Errors and above
+are limited only as repeats of the same error (same logger, message as
+written, exception type and message) unless ``errors`` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ _limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
 
 
 class _Bucket:
-    __slots__ = ("first", "last", "sample", "suppressed", "tokens")
+    __slots__ = ("first", "last", "name", "sample", "suppressed", "tokens")
 
-    def __init__(self, tokens: float, now: float) -> None:
+    def __init__(self, tokens: float, now: float, name: object) -> None:
+        self.name = name
         self.tokens = tokens
         self.last = now
         self.suppressed = 0
@@ -85,12 +88,20 @@ class RateLimiter:
             settings.rate_limit, settings.rate_limit_burst, settings.rate_limit_errors
         )
 
-    def __call__(self, fields: dict[str, Any], level: int) -> dict[str, Any] | None:
-        """Pass *fields* on, or None when its key is over the limit."""
+    def __call__(
+        self, fields: dict[str, Any], level: int, template: str | None = None
+    ) -> dict[str, Any] | None:
+        """Pass *fields* on, or None when its key is over the limit.
+
+        *template* is the message before its ``%`` arguments: the event's
+        name, so that ``"retry %d"`` is one key whatever the number.
+        """
+        name = fields.get("event") if template is None else template
+        key: tuple[Any, ...] | None
         if level < _ERROR:
-            key: Hashable | None = (fields.get("logger"), fields.get("event"), level)
+            key = (fields.get("logger"), name, level)
         else:
-            key = self._error_key(fields, level)
+            key = self._error_key(fields, level, name)
             if key is None:
                 return fields
         now = self._clock()
@@ -100,7 +111,7 @@ class RateLimiter:
             if bucket is None:
                 if len(self._buckets) >= self.max_keys:
                     self._forget_oldest(now, summaries)
-                bucket = self._buckets[key] = _Bucket(self.burst, now)
+                bucket = self._buckets[key] = _Bucket(self.burst, now, key[1])
             tokens = min(bucket.tokens + (now - bucket.last) * self.rate, self.burst)
             bucket.last = now
             if tokens >= 1:
@@ -141,9 +152,14 @@ class RateLimiter:
         self.suppressed += 1
         self.suppressed_by_level[str(fields.get("level"))] += 1
 
-    def _error_key(self, fields: dict[str, Any], level: int) -> Hashable | None:
+    def _error_key(
+        self, fields: dict[str, Any], level: int, name: object
+    ) -> tuple[Any, ...] | None:
         if self.errors == "never":
             return None
+        if self.errors == "all":
+            return (fields.get("logger"), name, level)
+        # Only repeats of one error: its message as written, its exception.
         key = (fields.get("logger"), fields.get("event"), level)
         exception = fields.get("exception")
         if self.errors == "duplicates" and isinstance(exception, dict):
@@ -156,7 +172,7 @@ class RateLimiter:
         sample = bucket.sample
         fields = {key: sample[key] for key in STANDARD_KEYS if key in sample}
         fields["event"] = SUMMARY_EVENT
-        fields["suppressed_event"] = sample.get("event")
+        fields["suppressed_event"] = bucket.name
         fields["suppressed"] = bucket.suppressed
         fields["suppressed_seconds"] = round(max(0.0, now - bucket.first), 6)
         fields["rate_limit"] = self.rate

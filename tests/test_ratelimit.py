@@ -44,6 +44,10 @@ class Limited:
         return result
 
 
+def _starting(sink, prefix):
+    return sum(str(found["event"]).startswith(prefix) for found in sink.fields)
+
+
 def error_with(message):
     return {"exception": {"type": "TimeoutError", "message": message, "frames": []}}
 
@@ -229,6 +233,34 @@ class TestInThePipeline:
             SUMMARY_EVENT, level="warning", suppressed_event="retrying", suppressed=95
         )
         assert b"t0k" not in b"".join(sink.lines)
+
+    def test_keyed_on_the_template_not_the_rendered_text(self):
+        """'msg %d' with 100 numbers is one flood, from either API."""
+        with capturing(rate_limit=0.001, rate_limit_burst=5) as sink:
+            for number in range(100):
+                get_logger("app").info("Cache miss for %d", number)
+                get_logger("app").info("Fetched %(n)s", {"n": number})
+                logging.getLogger("lib").warning("retry %d of %d", number, 100)
+                logging.getLogger("lib").error("failed %s", number)
+            assert _starting(sink, "Cache miss for") == 5
+            assert _starting(sink, "Fetched") == 5
+            assert _starting(sink, "retry") == 5
+            assert _starting(sink, "failed") == 100
+
+        sink.assert_logged(
+            SUMMARY_EVENT, suppressed_event="Cache miss for %d", suppressed=95
+        )
+        sink.assert_logged(SUMMARY_EVENT, suppressed_event="Fetched %(n)s")
+        sink.assert_logged(SUMMARY_EVENT, suppressed_event="retry %d of %d")
+
+    def test_different_templates_are_different_keys(self):
+        """Two templates that render alike are still two keys."""
+        limited = Limited(rate=0.001, burst=1)
+
+        limited.limiter({"logger": "a", "event": "x 1"}, 20, "x %d")
+        passed = limited.limiter({"logger": "a", "event": "x 1"}, 20, "x %s")
+
+        assert passed is not None
 
     @pytest.mark.parametrize(
         ("setting", "value"),
