@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import orjson
 from _event import FIELDS, MESSAGE
 
 import runtime_logging
@@ -53,6 +54,16 @@ def finished_events() -> dict[str, object]:
     )
     service.shutdown()
     return dict(zip(("info", "reference", "error"), capture.events, strict=True))
+
+
+def floor(events: dict[str, object], count: int) -> float:
+    """orjson.dumps of the same event's fields: a unit that load slows alike."""
+    fields = events["reference"].fields  # type: ignore[attr-defined]
+    dumps = orjson.dumps
+    start = time.perf_counter_ns()
+    for _ in range(count):
+        dumps(fields)
+    return (time.perf_counter_ns() - start) / count
 
 
 def sink_alone(events: dict[str, object], count: int, directory: Path | None) -> dict:
@@ -102,8 +113,10 @@ def main() -> int:
     events = finished_events()
     alone: dict[str, list[float]] = {}
     calls: dict[str, list[float]] = {"metrics off": [], "metrics on": []}
+    floors: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(args.rounds):
+            floors.append(floor(events, args.events))
             for mode, directory in (
                 ("one process", None),
                 ("multiprocess", Path(tmp) / f"mp{number}"),
@@ -114,9 +127,14 @@ def main() -> int:
                 directory = Path(tmp) / f"{label.replace(' ', '-')}{number}"
                 calls[label].append(whole_call(directory, args.events, metrics))
 
-    print(f"MetricsSink.emit alone, ns per event (median of {args.rounds}):")
+    unit = statistics.median(floors)
+    print(f"orjson.dumps of the event (the unit): {unit:.0f} ns")
+    print(
+        f"MetricsSink.emit alone, ns per event and in units (median of {args.rounds}):"
+    )
     for name, values in alone.items():
-        print(f"  {name:28} {statistics.median(values):8.0f}")
+        median = statistics.median(values)
+        print(f"  {name:28} {median:8.0f} {median / unit:6.1f}")
     print("whole logging call to a file, ns per event:")
     for name, values in calls.items():
         print(f"  {name:28} {statistics.median(values):8.0f}")

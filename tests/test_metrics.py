@@ -403,6 +403,19 @@ class TestLiveCounters:
         assert value(samples, "rate_limiter_queued_requests") == 3
         assert value(samples, "rate_limiter_rejected_requests_total") == 1
 
+    def test_an_event_without_the_rules_number_skips_only_that_update(self, tmp_path):
+        """A missing or non-numeric field skips the update; nothing is dropped."""
+        service = configure(tmp_path)
+        log = service.get_logger("vscode_runtime.installer")
+        log.info("Download finished", status="success", sizeBytes="big")
+        sink = service.sink("metrics")
+
+        samples = scrape(service)
+
+        assert value(samples, "downloads_total", status="success") == 1
+        assert (PREFIX + "download_size_bytes_count", ()) not in samples
+        assert (sink.skipped, sink.dropped) == (2, 0)
+
     def test_errors_by_type_once_per_exception(self, tmp_path):
         """Errors count by type; one exception logged twice counts once."""
         service = configure(tmp_path)

@@ -67,26 +67,6 @@ class Family:
     aggregate: str = "livesum"
     #: The label values known in advance, whose series start at zero.
     known: tuple[tuple[str, ...], ...] = ()
-    _hash: int = dataclasses.field(init=False, repr=False, compare=False, default=0)
-
-    def __post_init__(self) -> None:
-        """Hash the family once: it is part of the key of every update."""
-        value = hash(
-            (
-                self.name,
-                self.kind,
-                self.help,
-                self.labelnames,
-                self.buckets,
-                self.aggregate,
-                self.known,
-            )
-        )
-        object.__setattr__(self, "_hash", value)
-
-    def __hash__(self) -> int:
-        """The hash of the fields that make two families equal."""
-        return self._hash
 
 
 @dataclasses.dataclass(frozen=True)

@@ -120,6 +120,8 @@ class MetricsSink(Sink):
         self._by_event = rules.rules
         self._sampler = ProcessSampler()
         self.restarts = count_start(self.directory or settings.log_dir)
+        #: Rule updates skipped because the event lacked a usable number.
+        self.skipped = 0
         self._source: _HealthSource | None = None
         self._collect_lock = threading.Lock()
         self.server: MetricsServer | None = None
@@ -165,7 +167,9 @@ class MetricsSink(Sink):
             return
         number = rule.number(fields)
         if number is None:
-            self.dropped += 1
+            # The event lacks the rule's number: that update is skipped, the
+            # event itself is delivered everywhere.
+            self.skipped += 1
             return
         labels = rule.label_values(fields) if rule.labels else ()
         family = rule.family
