@@ -17,7 +17,9 @@ Delivery contract:
   building the event (frames, serialization, the hooks) happens on this
   sink's background thread behind a bounded queue, and sentry-sdk's own
   transport sends from its worker thread with explicit connect and read
-  timeouts. A full queue drops and counts; nothing waits for the network.
+  timeouts. While that transport's queue is full, events wait in this
+  sink's queue; when this one is full, events are dropped and counted.
+  Nothing on the caller's thread waits for the network.
 - Everything sentry-sdk sends goes through the same `RedactionPolicy` as the
   files: events and transactions (request data, headers, cookies, query
   strings, extra, contexts, breadcrumbs, frames' variables), breadcrumbs,
@@ -42,6 +44,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import LogEvent, internal_thread, level_name
 from runtime_logging.config import LEVELS, Settings
 from runtime_logging.errors import MissingExtraError
@@ -284,11 +287,21 @@ class SentrySink(QueuedSink):
         for item in batch:
             if not isinstance(item, _Capture):
                 continue
+            self._wait_for_transport()
             event, hint = self._sentry_event(item)
             with use_isolation_scope(item.isolation), use_scope(item.scope):
                 sentry_sdk.capture_event(event, hint)
             sent += 1
         return sent
+
+    def _wait_for_transport(self) -> None:
+        # sentry-sdk's transport queues 100 envelopes and drops the rest
+        # uncounted here; waiting while it is full (or rate-limited) keeps the
+        # excess in this sink's queue, whose drops are bounded and counted.
+        transport = self.client.transport
+        is_healthy = getattr(transport, "is_healthy", None)
+        while is_healthy is not None and not self._closed and not is_healthy():
+            time.sleep(0.01)
 
     def _sentry_event(self, item: LogEvent) -> tuple[Any, dict[str, Any]]:
         from sentry_sdk.utils import event_from_exception  # noqa: PLC0415
@@ -388,7 +401,16 @@ class SentrySink(QueuedSink):
         super().close(timeout)
         # The transport's worker may sit in a request to a hung server: it is
         # a daemon thread, so waiting no longer than the deadline is enough.
-        self.client.close(timeout=max(0.001, deadline - time.monotonic()))
+        transport = self.client.transport
+        self.client.flush(timeout=max(0.001, deadline - time.monotonic()))
+        unsent = _unsent_envelopes(transport)
+        if unsent:
+            diagnostics.failure(
+                f"sink {self.name}",
+                f"{unsent} envelopes (events or batches of logs) were not sent "
+                "within shutdown_timeout",
+            )
+        self.client.close(timeout=0.0)
         self._restore_sdk_logger()
 
 
@@ -405,6 +427,17 @@ def _trace_context(item: LogEvent) -> dict[str, str] | None:
     if isinstance(trace_id, str) and isinstance(span_id, str):
         return {"trace_id": trace_id, "span_id": span_id}
     return None
+
+
+def _unsent_envelopes(transport: Any) -> int:
+    """Envelopes still in sentry-sdk's transport queue (0 when unknown)."""
+    # sentry-sdk logs this count only with its debug option on; its queue is
+    # the one place it is kept.
+    queue = getattr(getattr(transport, "_worker", None), "_queue", None)
+    try:
+        return int(queue.unfinished_tasks) if queue is not None else 0
+    except Exception:
+        return 0
 
 
 def _own_fields(fields: dict[str, Any]) -> dict[str, Any]:

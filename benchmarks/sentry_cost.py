@@ -1,0 +1,155 @@
+"""Caller-side cost of the Sentry sink and of redaction.
+
+Part one logs the same event to a file, plus Sentry when on: off, a healthy
+local ingest server (in its own process, so it takes no time from the
+caller's), a hung listener, and healthy with structured logs. Every 100th
+call is an error (a Sentry event), the rest are INFO (breadcrumbs). Per-call
+times are pooled over interleaved rounds and their percentiles printed; the
+events the healthy server received are counted at the end.
+
+Part two times the redaction step alone on a clean event, an event whose
+fields hold URLs and timestamps but no secret, and one with secrets.
+
+    python benchmarks/sentry_cost.py [--calls 20000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _event import FIELDS, MESSAGE
+from _hung import hung_server
+
+import runtime_logging
+from runtime_logging.redaction import RedactionPolicy
+
+TESTS = Path(__file__).parent.parent / "tests"
+SERVER = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+from sentry_server import SentryServer
+server = SentryServer()
+print(server.port, flush=True)
+sys.stdin.readline()
+print(len(server.events), len(server.logs), flush=True)
+"""
+CLEAN = {"event": MESSAGE, **FIELDS}
+PLAIN_URLS = {
+    **CLEAN,
+    "url": "https://cdn.example.com/modules/python-3.12.zip",
+    "started": "2026-12-04T15:00:00.000000Z",
+    "mirror": "eu-1:443",
+}
+SECRETS = {
+    **CLEAN,
+    "url": "https://cdn.example.com/x.zip?token=t0k3n&page=2",
+    "headers": {"Authorization": "Bearer s3cr3t", "Accept": "json"},
+    "note": "login password=hunter2",
+}
+
+
+def trial(directory: Path, calls: int, settings: dict[str, object]) -> list[int]:
+    hung = settings.pop("hung", False)
+    service = runtime_logging.configure_logging(
+        env={},
+        console="off",
+        log_dir=str(directory),
+        handle_signals=False,
+        profiles_sample_rate=0.0,
+        **settings,
+    )
+    log = service.get_logger("bench")
+    clock = time.perf_counter_ns
+    times = []
+    for number in range(calls):
+        method = log.error if number % 100 == 99 else log.info
+        start = clock()
+        method(MESSAGE, **FIELDS)
+        times.append(clock() - start)
+    # Time enough to deliver everything to a healthy server on a busy
+    # machine (counted below); a hung one is given up on sooner.
+    service.shutdown(timeout=1.0 if hung else 15.0)
+    return times
+
+
+def redaction_ns(fields: dict[str, object], repeat: int) -> float:
+    policy = RedactionPolicy()
+    clock = time.perf_counter_ns
+    best = []
+    for _ in range(5):
+        start = clock()
+        for _ in range(repeat):
+            policy(dict(fields), 20)
+        best.append((clock() - start) / repeat)
+    return min(best)
+
+
+def percentiles(times: list[int]) -> tuple[float, int, int, int]:
+    times.sort()
+    p50, p99, p999 = (times[int(f * (len(times) - 1))] for f in (0.5, 0.99, 0.999))
+    return statistics.fmean(times), p50, p99, p999
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None
+    assert server.stdout is not None
+    healthy = f"http://public@127.0.0.1:{int(server.stdout.readline())}/1"
+    pooled: dict[str, list[int]] = {}
+    with hung_server() as hung, tempfile.TemporaryDirectory() as work:
+        variants: dict[str, dict[str, object]] = {
+            "off": {},
+            "healthy": {"sentry_dsn": healthy},
+            "hung": {
+                "sentry_dsn": f"http://public@127.0.0.1:{hung.port}/1",
+                "hung": True,
+            },
+            "logs": {"sentry_dsn": healthy, "sentry_logs": True},
+        }
+        for number in range(args.rounds):
+            for variant, settings in variants.items():
+                directory = Path(work) / f"{variant}-{number}"
+                times = trial(directory, args.calls, dict(settings))
+                pooled.setdefault(variant, []).extend(times)
+    server.stdin.write("count\n")
+    server.stdin.flush()
+    events, logs = map(int, server.stdout.readline().split())
+    server.wait()
+    sent_to_healthy = 2 * args.rounds  # "healthy" and "logs"
+    expected_events = args.calls // 100 * sent_to_healthy
+    expected_logs = args.calls * args.rounds
+    print(f"healthy Sentry received {events} of {expected_events} events")
+    print(f"and {logs} of {expected_logs} logs")
+    print(f"{'variant':<8} {'mean':>8} {'p50':>8} {'p99':>9} {'p99.9':>9}  (ns)")
+    for variant, times in pooled.items():
+        mean, p50, p99, p999 = percentiles(times)
+        print(f"{variant:<8} {mean:8.0f} {p50:8d} {p99:9d} {p999:9d}")
+
+    print("redaction step, ns per event (best of 5)")
+    for name, fields in (
+        ("clean", CLEAN),
+        ("urls, no secret", PLAIN_URLS),
+        ("secrets", SECRETS),
+    ):
+        print(f"  {name:<16} {redaction_ns(fields, 20_000):8.0f}")
+    return 0 if (events, logs) == (expected_events, expected_logs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
