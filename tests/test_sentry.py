@@ -401,6 +401,25 @@ class TestHooks:
         assert [e["logentry"]["formatted"] for e in server.events] == ["real"]
         assert [f["event"] for f in sentry.capture.fields] == ["real"]
 
+    def test_nothing_after_shutdown(self, sentry, server, monkeypatch):
+        """After shutdown, sentry-sdk's debug reports reach no later set-up."""
+        monkeypatch.setenv("SENTRY_DEBUG", "1")
+        sentry().shutdown()
+        capture = CaptureSink()
+        configure_logging(
+            env={},
+            console="off",
+            log_dir="off",
+            handle_signals=False,
+            level="debug",
+            sinks=[capture],
+        )
+
+        logging.getLogger("sentry_sdk.errors").warning("late report")
+
+        assert capture.events == []
+        assert not sentry_sdk.get_client().is_active()
+
     def test_sdk_logger_restored(self, sentry):
         """Shutting down gives sentry-sdk's logger back as it was."""
         sdk_logger = logging.getLogger("sentry_sdk.errors")

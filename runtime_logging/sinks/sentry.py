@@ -411,7 +411,22 @@ class SentrySink(QueuedSink):
                 "within shutdown_timeout",
             )
         self.client.close(timeout=0.0)
+        self._uninstall_client()
         self._restore_sdk_logger()
+
+    def _uninstall_client(self) -> None:
+        # A closed client left installed keeps its options: with ``debug``
+        # on, sentry-sdk's late reports would pass its filter and reach the
+        # next set-up's pipeline.
+        import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
+
+        for scope in (
+            sentry_sdk.get_global_scope(),
+            sentry_sdk.get_isolation_scope(),
+            sentry_sdk.get_current_scope(),
+        ):
+            if scope.client is self.client:
+                scope.set_client(None)
 
 
 def _trace_context(item: LogEvent) -> dict[str, str] | None:
