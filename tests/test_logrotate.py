@@ -154,6 +154,7 @@ def read_all(log_dir: Path) -> list[bytes]:
 def test_c11_forced_rotations_while_writing(tmp_path):
     """C11: 20 forced rotations meanwhile; every line once, none torn, no NUL."""
     config = stanza_for(tmp_path, rotate=40)
+    assert not any("copytruncate" in line for line in directives(config.read_text()))
     log_dir = tmp_path / "logs"
     stop = tmp_path / "stop"
     writer = subprocess.Popen(
