@@ -451,3 +451,59 @@ class TestC8:
         assert {"login password=[REDACTED:pair]"} <= {c.get("message") for c in crumbs}
         [transaction] = outputs.sentry.transactions
         assert transaction["transaction"].endswith("&x=1")
+
+
+class TestQuickTest:
+    """The str test that spares most values the patterns never misses one."""
+
+    FRAGMENTS = (
+        "=",
+        ":",
+        "@",
+        "eyJ",
+        "-----BEGIN",
+        "AKIA",
+        "ASIA",
+        "AGPA",
+        "AIDA",
+        "AIza",
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "github_pat_",
+        "xox",
+        "_live_",
+        "Bearer ",
+        "BASIC\t",
+        "token\n",
+        "Digest ",
+        "gh",
+        "_",
+        " ",
+        "\x1c",
+        "\u017f",
+        "bas\u0131c ",
+        "é",
+        "inst-4f2a",
+        "A",
+        "manifest",
+    )
+
+    def test_every_text_the_trigger_finds_is_looked_at(self):
+        import random
+
+        from runtime_logging.redaction import _TRIGGER, may_hold_secret
+
+        chooser = random.Random(11)
+        for _ in range(20_000):
+            text = "".join(
+                chooser.choice(self.FRAGMENTS) for _ in range(chooser.randint(1, 4))
+            )
+            if _TRIGGER.search(text):
+                assert may_hold_secret(text), text
+
+    def test_plain_values_are_spared(self):
+        from runtime_logging.redaction import may_hold_secret
+
+        for text in ("inst-4f2a9c81", "manifest-update", "Module verified", ""):
+            assert not may_hold_secret(text)
