@@ -8,15 +8,19 @@ Every command takes every setting as a flag named like the setting
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gzip
+import io
 import json
+import math
 import os
 import sys
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, NoReturn, TextIO
 
 from runtime_logging import _service
 from runtime_logging.config import (
@@ -31,6 +35,17 @@ from runtime_logging.errors import ConfigurationError
 from runtime_logging.sinks.console import escape, render_pretty
 
 PROG = "runtime-logging"
+#: The first bytes of a gzip stream: how a gzipped file is known, whatever its name.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like the command's own."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print *message* on one line with where help is; exit with status 2."""
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see `{self.prog} --help`)\n")
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +70,7 @@ def _settings_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Structured logging: demo, load, checks and reading logs.",
     )
@@ -98,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
 
     pretty = commands.add_parser("pretty", help="render JSON log lines for a person")
     pretty.add_argument(
-        "files", nargs="*", metavar="FILE", help="plain or .gz files; stdin when none"
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="plain or gzipped files; '-' or none: stdin",
     )
     pretty.add_argument("--min-level", dest="min_level", default="debug", metavar="L")
     pretty.add_argument(
@@ -132,23 +150,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(value: int, flag: str) -> int:
-    if value < 0:
-        raise ConfigurationError(f"`{flag}` is {value!r}; expected 0 or more.")
+def _count(value: int, flag: str, minimum: int = 0) -> int:
+    if value < minimum:
+        raise ConfigurationError(f"`{flag}` is {value!r}; expected {minimum} or more.")
     return int(value)
 
 
 def _emit(args: argparse.Namespace) -> int:
     count = _count(args.count, "--count")
-    processes = _count(args.processes, "--processes") or 1
+    processes = _count(args.processes, "--processes", minimum=1)
     size = parse_size("--size", args.size)
     if args.event_level not in LEVELS:
         raise ConfigurationError(
             f"`--event-level` is {args.event_level!r}; "
             f"expected one of {', '.join(LEVELS)}."
         )
-    if args.rate < 0:
-        raise ConfigurationError(f"`--rate` is {args.rate!r}; expected 0 or more.")
+    if not (math.isfinite(args.rate) and args.rate >= 0):
+        raise ConfigurationError(
+            f"`--rate` is {args.rate!r}; expected a number of events a second, "
+            "0 or more (0: as fast as possible)."
+        )
     service = _service.configure_logging(args.config, **_settings_from(args))
     level = LEVELS[args.event_level]
     log = service.get_logger("emit")
@@ -188,19 +209,50 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_lines(paths: Sequence[str], stdin: TextIO) -> Iterator[str]:
-    """The lines of *paths* (gzipped ones too), or of *stdin* when none."""
-    if not paths:
-        yield from stdin
-        return
-    for path in paths:
-        handle: TextIO
-        if path.endswith(".gz"):
-            handle = gzip.open(path, "rt", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+def read_lines(
+    paths: Sequence[str], stdin: TextIO, problems: list[str] | None = None
+) -> Iterator[str]:
+    """The lines of *paths* (``-`` is *stdin*), or of *stdin* when none.
+
+    Gzipped input is known by its first bytes, from a file or stdin. Input
+    that ends early or is damaged gives the lines read before, and a note
+    in *problems* (raised when None).
+    """
+    for path in paths or ["-"]:
+        try:
+            with _text(path, stdin) as handle:
+                yield from handle
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            if problems is None:
+                raise
+            name = "stdin" if path == "-" else path
+            problems.append(
+                f"{name}: {error}; the lines before were read, the rest is lost"
+            )
+
+
+@contextlib.contextmanager
+def _text(path: str, stdin: TextIO) -> Iterator[IO[str]]:
+    """*path* (or *stdin* for ``-``) as text, uncompressed when gzipped."""
+    if path == "-":
+        binary = getattr(stdin, "buffer", None)
+        if binary is None:  # a text stream only: read as it is
+            yield stdin
+            return
+    else:
+        binary = open(path, "rb")  # noqa: SIM115 - closed below
+    peek = getattr(binary, "peek", None)
+    head = peek(2)[:2] if peek else b""
+    source = gzip.GzipFile(fileobj=binary, mode="rb") if head == GZIP_MAGIC else binary
+    text = io.TextIOWrapper(source, encoding="utf-8", errors="backslashreplace")
+    try:
+        yield text
+    finally:
+        if path == "-":
+            text.detach()  # stdin stays open
         else:
-            handle = open(path, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-        with handle:
-            yield from handle
+            text.close()
+            binary.close()
 
 
 def parse_since(value: str | None, now: float | None = None) -> str:
@@ -231,26 +283,42 @@ def _pretty(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"`--min-level` is {args.min_level!r}; expected one of {', '.join(LEVELS)}."
         )
-    for path in args.files:
-        if not Path(path).is_file():
-            raise ConfigurationError(f"`FILE` {path!r} is not a readable file.")
+    _check_files(args.files)
     threshold = LEVELS[args.min_level]
     since = parse_since(args.since)
     out = sys.stdout
-    for raw in read_lines(args.files, sys.stdin):
-        try:
-            fields = json.loads(raw)
-        except ValueError:
-            out.write(f"(not JSON) {escape(raw.rstrip(chr(10)))}\n")
+    problems: list[str] = []
+    for raw in read_lines(args.files, sys.stdin, problems):
+        text = raw.rstrip("\n")
+        if not text.strip():
             continue
-        if not isinstance(fields, dict):
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            out.write(f"(not JSON) {escape(text)}\n")
+            continue
+        if not (isinstance(fields, dict) and "level" in fields and "event" in fields):
+            out.write(f"(not a record) {escape(text)}\n")
             continue
         if LEVELS.get(str(fields.get("level")), 0) < threshold:
             continue
         if since and str(fields.get("timestamp", "")) < since:
             continue
         out.write(render_pretty(fields, colors=args.color == "always"))
-    return 0
+    return _warn(problems)
+
+
+def _check_files(paths: Sequence[str]) -> None:
+    for path in paths:
+        if path != "-" and not Path(path).is_file():
+            raise ConfigurationError(f"`FILE` {path!r} is not a readable file.")
+
+
+def _warn(problems: list[str]) -> int:
+    """Print each problem met while reading on one line; 1 when there was one."""
+    for problem in problems:
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -259,7 +327,7 @@ def _demo(args: argparse.Namespace) -> int:
     settings = {"log_dir": "logs", "rotation": "builtin", **_settings_from(args)}
     summary = run_demo(
         args.config,
-        installations=_count(args.installations, "--installations"),
+        installations=_count(args.installations, "--installations", minimum=1),
         **settings,
     )
     print(summary.render())
@@ -271,9 +339,7 @@ def _stats(args: argparse.Namespace) -> int:
     from runtime_logging.metrics._rules import load_rules
     from runtime_logging.metrics._stats import ErrorStats, render_table
 
-    for path in args.files:
-        if not Path(path).is_file():
-            raise ConfigurationError(f"`FILE` {path!r} is not a readable file.")
+    _check_files(args.files)
     settings = load_settings(args.config, **_settings_from(args))
     rules = load_rules(settings.metrics_rules, settings.prefix)
     bucket = int(parse_duration("--window", args.window))
@@ -285,13 +351,14 @@ def _stats(args: argparse.Namespace) -> int:
     if args.at is not None:
         at = timestamp_second(parse_since(args.at))
     counter = ErrorStats(rules.classifier, int(settings.metrics_error_window), bucket)
-    counter.add_all(_json_objects(read_lines(args.files, sys.stdin)))
+    problems: list[str] = []
+    counter.add_all(_json_objects(read_lines(args.files, sys.stdin, problems)))
     report = counter.report(at)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         sys.stdout.write(render_table(report))
-    return 0
+    return _warn(problems)
 
 
 def _json_objects(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
@@ -323,5 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
+    except OSError as error:
+        if isinstance(error, BrokenPipeError):
+            return 0
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2

@@ -65,10 +65,11 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _fail(setting: str, value: object, expected: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"`{setting}` is {value!r}; expected {expected}. Set `{setting}` "
-        f"(or {ENV_PREFIX}{setting.upper()}) to a valid value."
-    )
+    if setting.startswith("-"):  # a command's own flag, not a setting
+        fix = f"Give `{setting}` a valid value."
+    else:
+        fix = f"Set `{setting}` (or {ENV_PREFIX}{setting.upper()}) to a valid value."
+    return ConfigurationError(f"`{setting}` is {value!r}; expected {expected}. {fix}")
 
 
 def parse_size(setting: str, value: object) -> int:

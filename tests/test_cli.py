@@ -16,10 +16,9 @@ def _run(*args: str, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "runtime_logging", *args],
         capture_output=True,
-        text=True,
         timeout=120,
         check=False,
-        **kwargs,
+        **{"text": True, **kwargs},
     )
 
 
@@ -81,15 +80,45 @@ class TestCheck:
             (["check", "--max-bytes", "lots"], "`max_bytes` is 'lots'"),
             (["emit", "--count", "-1", "--log-dir", "off"], "`--count`"),
             (["pretty", "/nonexistent/file.log"], "not a readable file"),
+            (["emit", "--log-dir", "off"], "--count"),
+            (["emit", "--count", "abc"], "'abc'"),
+            (["emit", "--count", "1", "--rate", "fast"], "'fast'"),
+            (["emit", "--count", "1", "--rate", "nan"], "`--rate` is nan"),
+            (["emit", "--count", "1", "--size", "-5"], "`--size` is '-5'"),
+            (["emit", "--count", "1", "--processes", "0"], "`--processes` is 0"),
+            (["emit", "--count", "1", "--processes", "-2"], "`--processes` is -2"),
+            (["emit", "--count", "1", "--event-level", "x"], "`--event-level`"),
+            (["demo", "--installations", "0"], "expected 1 or more"),
+            (["demo", "--installations", "-1"], "expected 1 or more"),
+            (["stats", "x.log", "--window=-1m"], "`--window` is '-1m'"),
+            (["pretty", "--since", "yesterday"], "`--since` is 'yesterday'"),
+            (["pretty", "--color", "purple"], "'purple'"),
+            (["pretty", "--min-level", "loud"], "`--min-level` is 'loud'"),
+            (["nonsense"], "'nonsense'"),
+            ([], "COMMAND"),
+            (["check", "--no-such-flag"], "--no-such-flag"),
         ],
     )
-    def test_bad_input_one_line_nonzero(self, args, expected):
-        """Bad input exits non-zero with one line that says what is wrong."""
-        result = _run(*args)
+    def test_bad_input_one_line_nonzero(self, args, expected, tmp_path):
+        """Bad input exits 2 with one line that says what is wrong, and --help."""
+        (tmp_path / "x.log").write_text("")
+        result = _run(*args, cwd=tmp_path)
 
         assert result.returncode == 2
-        assert result.stderr.count("\n") == 1
+        assert result.stderr.count("\n") == 1, result.stderr
         assert expected in result.stderr
+        assert "--help" in result.stderr or "`" in result.stderr
+        assert "RUNTIME_LOGGING_--" not in result.stderr
+        assert "usage:" not in result.stderr
+
+    def test_cli_flags_are_not_named_as_settings(self, capsys):
+        """A flag that is no setting is not offered as an environment variable."""
+        status = main(["emit", "--count", "1", "--size", "lots", "--log-dir", "off"])
+
+        err = capsys.readouterr().err
+        assert status == 2
+        assert "`--size` is 'lots'" in err
+        assert "RUNTIME_LOGGING_" not in err
 
     def test_help(self):
         """--help explains the settings flags."""
@@ -154,6 +183,66 @@ class TestPretty:
         main(["pretty", str(path)])
 
         assert capsys.readouterr().out == "(not JSON) garbage \\x1b[2J\n"
+
+    def test_stdin_as_dash_plain_and_gzipped(self, tmp_path):
+        """`-` (and no file) reads stdin; gzip is known by its bytes, not its name."""
+        plain = json.dumps(LINES[0]).encode() + b"\n"
+        packed = gzip.compress(json.dumps(LINES[2]).encode() + b"\n")
+        (tmp_path / "noext").write_bytes(packed)
+
+        outputs = [
+            _run("pretty", "-", input=plain, text=False).stdout,
+            _run("pretty", input=packed, text=False).stdout,
+            _run("pretty", "-", input=packed, text=False).stdout,
+            _run("pretty", str(tmp_path / "noext")).stdout.encode(),
+        ]
+
+        assert [out.split()[-1] for out in outputs] == [
+            b"early",
+            b"late",
+            b"late",
+            b"late",
+        ]
+
+    @pytest.mark.parametrize("command", ["pretty", "stats"])
+    def test_truncated_gzip_warns_and_keeps_what_was_read(self, tmp_path, command):
+        """A .gz cut short: its lines so far, one warning line, status 1."""
+        body = "".join(
+            json.dumps({**LINES[2], "event": f"e{i}", "pad": "x" * i}) + "\n"
+            for i in range(300)
+        )
+        packed = gzip.compress(body.encode())
+        cut = tmp_path / "cut.log.gz"
+        cut.write_bytes(packed[: len(packed) // 2])
+        whole = tmp_path / "whole.log"
+        whole.write_text(json.dumps({**LINES[2], "event": "after"}) + "\n")
+
+        result = _run(command, str(cut), str(whole))
+
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "cut.log.gz" in result.stderr
+        assert "Traceback" not in result.stderr
+        if command == "pretty":
+            shown = [line.split()[4] for line in result.stdout.splitlines()]
+            assert shown[:5] == ["e0", "e1", "e2", "e3", "e4"]
+            assert shown[-1] == "after"
+            assert 5 < len(shown) < 301
+
+    @pytest.mark.parametrize(
+        "line",
+        ['{"not": "a log"}', "[1, 2]", '"text"', "42", "null", '{"level": "info"}'],
+    )
+    def test_json_that_is_no_record_is_shown(self, tmp_path, capsys, line):
+        """JSON that is not a log record is shown as such, not dropped."""
+        path = tmp_path / "app.log"
+        path.write_text(line + "\n" + json.dumps(LINES[0]) + "\n")
+
+        main(["pretty", str(path)])
+
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == f"(not a record) {line}"
+        assert out[1].split()[-1] == "early"
 
     def test_since_duration(self):
         """--since 10m means ten minutes before now."""
