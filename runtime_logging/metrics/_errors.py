@@ -96,12 +96,13 @@ class ErrorClassifier:
         if severity is None:
             return None
         exception = fields.get("exception")
-        if isinstance(exception, Mapping) and exception.get("repeated") is True:
+        # dict, not Mapping: an ABC check costs more than the rest of the step.
+        if isinstance(exception, dict) and exception.get("repeated") is True:
             return None
         explicit = fields.get(ERROR_TYPE_FIELD)
         if explicit in ERROR_TYPES:
             return explicit, severity
-        if isinstance(exception, Mapping):
+        if isinstance(exception, dict):
             kind = self._exception_type(exception)
             if kind is not None:
                 return kind, severity
@@ -113,7 +114,7 @@ class ErrorClassifier:
             if kind is not None:
                 return kind
             linked = exception.get("cause") or exception.get("context")
-            if not isinstance(linked, Mapping):
+            if not isinstance(linked, dict):
                 return None
             exception = linked
         return None

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -18,6 +18,9 @@ from runtime_logging._pipeline import internal_thread
 from runtime_logging.errors import ConfigurationError
 from runtime_logging.metrics._process import health_family
 from runtime_logging.sinks import DOWN, HEALTH_VALUES, HEALTHY, SinkHealth
+
+#: The text format every Prometheus reads (prometheus-client >= 0.20).
+CONTENT_TYPE_PLAIN_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 Environ = dict[str, Any]

@@ -140,19 +140,21 @@ class MetricsSink(Sink):
         """Count *event* by level, as an error, and by the rules for its name."""
         fields = event.fields
         recorder = self.recorder
-        recorder.add(self.events, (fields["level"],), 1.0)
-        if event.level >= 30:
-            found = self._classify(fields)
-            if found is not None:
-                recorder.count_error(
-                    self.errors, found[0], found[1], event.time_ns // 1_000_000_000
-                )
-        if fields["event"] == SUMMARY_EVENT:
-            self._count_suppressed(fields)
-        rules = self._by_event.get(fields["event"])
-        if rules is not None:
-            for rule in rules:
-                self._apply(rule, fields)
+        name = fields["event"]
+        rules = self._by_event.get(name)
+        with recorder.lock:
+            recorder.add_unlocked(self.events, (fields["level"],), 1.0)
+            if event.level >= 30:
+                found = self._classify(fields)
+                if found is not None:
+                    recorder.count_error_unlocked(
+                        self.errors, found[0], found[1], event.time_ns // 1_000_000_000
+                    )
+            if name == SUMMARY_EVENT:
+                self._count_suppressed(fields)
+            if rules is not None:
+                for rule in rules:
+                    self._apply(rule, fields)
         self.delivered += 1
 
     def _count_suppressed(self, fields: Mapping[str, Any]) -> None:
@@ -160,27 +162,30 @@ class MetricsSink(Sink):
         # workers' suppressions reach the shared files like every count.
         suppressed = fields.get("suppressed")
         if type(suppressed) is int and suppressed > 0:
-            self.recorder.add(self.suppressed, (fields["level"],), suppressed)
+            self.recorder.add_unlocked(self.suppressed, (fields["level"],), suppressed)
 
     def _apply(self, rule: Rule, fields: Mapping[str, Any]) -> None:
         if rule.when and not rule.matches(fields):
             return
-        number = rule.number(fields)
+        number = rule.number(fields) if rule.value_field else rule.amount
         if number is None:
             # The event lacks the rule's number: that update is skipped, the
             # event itself is delivered everywhere.
             self.skipped += 1
             return
-        labels = rule.label_values(fields) if rule.labels else ()
-        family = rule.family
-        if rule.action == "inc":
-            self.recorder.add(family, labels, number)
-        elif rule.action == "dec":
-            self.recorder.add(family, labels, -number)
-        elif rule.action == "set":
-            self.recorder.set(family, labels, number)
+        labels = (
+            tuple([label.value(fields) for label in rule.labels]) if rule.labels else ()
+        )
+        action = rule.action
+        recorder = self.recorder
+        if action == "inc":
+            recorder.add_unlocked(rule.family, labels, number)
+        elif action == "dec":
+            recorder.add_unlocked(rule.family, labels, -number)
+        elif action == "set":
+            recorder.set_unlocked(rule.family, labels, number)
         else:
-            self.recorder.observe(family, labels, number)
+            recorder.observe_unlocked(rule.family, labels, number)
 
     # Scrapes.
 

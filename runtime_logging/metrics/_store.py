@@ -82,56 +82,68 @@ class Recorder:
         self._pid = os.getpid()
         self._start()
 
-    # The hot path.
+    # The hot path. The sink takes `lock` once per event and calls the
+    # ``*_unlocked`` methods; the others take it themselves.
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock every update holds."""
+        return self._lock
 
     def add(self, family: Family, labels: Labels, amount: float) -> None:
         """Add *amount* to the series *labels* of a counter or gauge."""
-        key = (family, labels)
         with self._lock:
-            value = self._values.get(key)
-            if value is None:
-                value = self._initial(family, family.name, labels)
-            value += amount
-            self._values[key] = value
-            if self.directory is not None:
-                self._write(family, family.name, labels, value)
-
-    def set(self, family: Family, labels: Labels, value: float) -> None:
-        """Set the gauge series *labels* to *value*."""
-        with self._lock:
-            self._values[family, labels] = value
-            if self.directory is not None:
-                self._write(family, family.name, labels, value, time.time())
+            self.add_unlocked(family, labels, amount)
 
     def observe(self, family: Family, labels: Labels, value: float) -> None:
         """Count *value* in the histogram series *labels*."""
+        with self._lock:
+            self.observe_unlocked(family, labels, value)
+
+    def add_unlocked(self, family: Family, labels: Labels, amount: float) -> None:
+        """`add`, while the caller holds `lock`."""
+        key = (family, labels)
+        value = self._values.get(key)
+        if value is None:
+            value = self._initial(family, family.name, labels)
+        value += amount
+        self._values[key] = value
+        if self.directory is not None:
+            self._write(family, family.name, labels, value)
+
+    def set_unlocked(self, family: Family, labels: Labels, value: float) -> None:
+        """Set the gauge series *labels* to *value*; the caller holds `lock`."""
+        self._values[family, labels] = value
+        if self.directory is not None:
+            self._write(family, family.name, labels, value, time.time())
+
+    def observe_unlocked(self, family: Family, labels: Labels, value: float) -> None:
+        """`observe`, while the caller holds `lock`."""
         key = (family, labels)
         index = bisect.bisect_left(family.buckets, value)
-        with self._lock:
-            series = self._histograms.get(key)
-            if series is None:
-                series = self._initial_histogram(family, labels)
-                self._histograms[key] = series
-            series[index] += 1.0
-            series[-1] += value
-            if self.directory is not None:
-                bucket = _bucket_names(family)[index]
-                self._write(
-                    family, family.name + "_bucket", (*labels, bucket), series[index]
-                )
-                self._write(family, family.name + "_sum", labels, series[-1])
+        series = self._histograms.get(key)
+        if series is None:
+            series = self._initial_histogram(family, labels)
+            self._histograms[key] = series
+        series[index] += 1.0
+        series[-1] += value
+        if self.directory is not None:
+            bucket = _bucket_names(family)[index]
+            self._write(
+                family, family.name + "_bucket", (*labels, bucket), series[index]
+            )
+            self._write(family, family.name + "_sum", labels, series[-1])
 
-    def count_error(
+    def count_error_unlocked(
         self, family: Family, error_type: str, severity: str, second: int
     ) -> None:
-        """Count one error in ``errors_total`` and in the error-rate window."""
-        self.add(family, (error_type,), 1.0)
-        with self._lock:
-            count = self.window.add(severity, second)
-            if self.directory is not None:
-                slot = second % self.window.window
-                mapped = self._file(f"window_{self._pid}{_WINDOW_SUFFIX}")
-                mapped.write_value(f"{severity} {slot}", float(count), float(second))
+        """Count one error in *family* and the error-rate window; holding `lock`."""
+        self.add_unlocked(family, (error_type,), 1.0)
+        count = self.window.add(severity, second)
+        if self.directory is not None:
+            slot = second % self.window.window
+            mapped = self._file(f"window_{self._pid}{_WINDOW_SUFFIX}")
+            mapped.write_value(f"{severity} {slot}", float(count), float(second))
 
     # Values in this process, and values of files.
 
