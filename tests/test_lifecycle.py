@@ -214,6 +214,7 @@ FORK_WITH_LOCKS_HELD = """
     import logging
     from runtime_logging import _service
     from runtime_logging._diagnostics import diagnostics
+    from runtime_logging.context import bind_context
 
     out, log_dir = sys.argv[1], sys.argv[2]
     slow = SlowSink(out, 0)
@@ -241,6 +242,7 @@ FORK_WITH_LOCKS_HELD = """
 
     threading.Thread(target=hold, daemon=True).start()
     holding.wait()
+    bind_context(job="nightly")
     pid = os.fork()
     if pid == 0:
         log.info("child", seq=1)
@@ -270,9 +272,9 @@ class TestFork:
         lines = [
             json.loads(line) for line in (log_dir / "app.log").read_bytes().splitlines()
         ]
-        assert [(line["event"], line["pid"]) for line in lines[1:]] == [
-            ("child", int(child)),
-            ("child stdlib", int(child)),
+        assert [(line["event"], line["pid"], line["job"]) for line in lines[1:]] == [
+            ("child", int(child), "nightly"),
+            ("child stdlib", int(child), "nightly"),
         ]
         assert lines[0]["pid"] == process.pid
         # The child's own thread delivered its events; the parent's queue was
