@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +30,9 @@ from runtime_logging.schema import STANDARD_KEYS, field_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "runtime_logging" / "log-line.schema.json").read_text())
+# One validator for every line: `jsonschema.validate` checks the schema itself
+# again on each call.
+VALIDATOR = jsonschema.validators.validator_for(SCHEMA)(SCHEMA)
 LEVEL_WORDS = re.compile(r"\b(debug|info|warning|error|critical)\b")
 
 
@@ -88,7 +92,7 @@ class TestTheFile:
     def test_every_line_is_valid_in_the_schema(self, demo):
         """Every line is a JSON object valid in schema 1.0, standard keys first."""
         for line in demo.lines:
-            jsonschema.validate(line, SCHEMA)
+            VALIDATOR.validate(line)
             assert list(line)[: len(STANDARD_KEYS)] == list(STANDARD_KEYS)
 
     def test_records_of_the_toolkit_and_of_urllib3(self, demo):
@@ -215,17 +219,49 @@ class TestSummary:
         assert f"lines written: {len(demo.lines)}" in text
 
 
-class TestMetrics:
-    def test_the_reference_rules_count_what_the_summary_counts(self, tmp_path):
-        """The demo's events through the reference rules give the summary's numbers."""
-        from runtime_logging.config import load_settings
-        from runtime_logging.metrics import MetricsSink
+@pytest.fixture(scope="module")
+def metrics_demo(tmp_path_factory):
+    """A second run like `demo`'s, with the metrics sink too."""
+    from runtime_logging.config import load_settings
+    from runtime_logging.metrics import MetricsSink
 
-        settings = load_settings(
-            None, {}, metrics=True, metrics_address="off", log_dir=str(tmp_path)
-        )
-        sink = MetricsSink(settings)
-        run = DemoRun(tmp_path, sinks=[sink])
+    tmp_path = tmp_path_factory.mktemp("metrics-demo")
+    settings = load_settings(
+        None, {}, metrics=True, metrics_address="off", log_dir=str(tmp_path)
+    )
+    sink = MetricsSink(settings)
+    return DemoRun(tmp_path, sinks=[sink]), sink
+
+
+def _counts(run):
+    """What a run did, as counts a repeated run must reproduce."""
+    summary = dataclasses.asdict(run.summary)
+    del summary["log_file"], summary["seconds"]
+    events = Counter(
+        (line["logger"], line["event"], line["level"])
+        for line in run.lines
+        if not line["logger"].startswith("urllib3")
+    )
+    statuses = [line["status"] for line in run.named("Installation finished")]
+    changes = [
+        (line["circuit"], line["from"], line["to"])
+        for line in run.named("Circuit breaker state changed")
+    ]
+    return summary, events, statuses, changes
+
+
+class TestRepeatable:
+    def test_one_seed_makes_the_same_counts(self, demo, metrics_demo):
+        """Two runs with one seed count the same events, statuses and transitions."""
+        again, _ = metrics_demo
+
+        assert _counts(again) == _counts(demo)
+
+
+class TestMetrics:
+    def test_the_reference_rules_count_what_the_summary_counts(self, metrics_demo):
+        """The demo's events through the reference rules give the summary's numbers."""
+        run, sink = metrics_demo
         values = {
             (sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in sink.collect()
@@ -467,21 +503,33 @@ class TestModuleCache:
 
 class TestFaultPlan:
     def test_the_seed_decides_the_faults(self):
-        """Two plans with one seed meet the same requests with the same faults."""
+        """Two plans with one seed meet a file's requests with the same faults."""
         first, second = FaultPlan(seed=3), FaultPlan(seed=3)
 
-        faults = [first.next_fault("download") for _ in range(200)]
+        faults = [first.next_fault("download", "docker") for _ in range(200)]
 
-        assert faults == [second.next_fault("download") for _ in range(200)]
-        assert faults[1] == "timeout"
+        assert faults == [second.next_fault("download", "docker") for _ in range(200)]
         assert {"timeout", "reset", "5xx", "corrupt"} <= set(faults)
+
+    def test_which_request_arrives_first_changes_nothing(self):
+        """Each file meets the same faults whichever of two requests comes first."""
+        names = ["pylance", "copilot-nightly"] * 100
+        first, second = FaultPlan(seed=3), FaultPlan(seed=3)
+
+        one = [(name, first.next_fault("download", name)) for name in names]
+        other = [(name, second.next_fault("download", name)) for name in names[::-1]]
+
+        assert sorted(one, key=lambda pair: pair[0]) == sorted(
+            other, key=lambda pair: pair[0]
+        )
+        assert one[0] == ("pylance", "timeout")
 
     def test_an_outage_answers_5xx_then_ends(self):
         """During an outage every request gets a 5xx; after it, the plan goes on."""
         plan = FaultPlan(seed=3, rate=0.0)
-        plan.next_fault("manifest")
+        plan.next_fault("manifest", "manifest")
         plan.start_outage("manifest", requests=3)
 
-        faults = [plan.next_fault("manifest") for _ in range(4)]
+        faults = [plan.next_fault("manifest", "manifest") for _ in range(4)]
 
         assert faults == ["5xx", "5xx", "5xx", None]

@@ -12,7 +12,6 @@ import io
 import json
 import random
 import tarfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -69,20 +68,26 @@ class ServiceClient:
         *,
         attempts: int = 4,
         backoff_seconds: float = 0.05,
-        connect_timeout: float = 0.5,
-        read_timeout: float = 0.25,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 1.0,
+        in_flight: int = 2,
         seed: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """Talk to *base_url*, each service behind its breaker in *breakers*."""
+        """Talk to *base_url*, each service behind its breaker in *breakers*.
+
+        At most *in_flight* requests run at once; *sleep* waits out back-off.
+        """
         self.base_url = base_url
         self.breakers = breakers
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
-        self._jitter = random.Random(seed)  # noqa: S311 - jitter, not a secret
-        self._jitter_lock = threading.Lock()
-        # Retries are ours, so that each attempt is seen and logged; urllib3's
-        # pool keeps its default size, as most services leave it.
+        self.seed = seed
+        self._sleep = sleep
+        # Retries are ours, so that each attempt is seen and logged. A
+        # connection per request in flight: none is ever discarded.
         self.http = urllib3.PoolManager(
+            maxsize=in_flight,
             retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         )
@@ -102,14 +107,14 @@ class ServiceClient:
                 # the service, which is worth waiting for.
                 if isinstance(error, CircuitOpenError) and not error.trial_in_flight:
                     raise
-            delay = self._delay(attempt)
+            delay = self._delay(path, attempt)
             network_log.info(
                 "Retrying request",
                 service=service,
                 attempt=attempt + 1,
                 delaySeconds=delay,
             )
-            time.sleep(delay)
+            self._sleep(delay)
         return self._checked(service, path, self.attempts, check)
 
     def close(self) -> None:
@@ -161,10 +166,12 @@ class ServiceClient:
         fields["durationSeconds"] = round(time.perf_counter() - start, 6)
         network_log.debug("Network request", **fields)
 
-    def _delay(self, attempt: int) -> float:
-        with self._jitter_lock:
-            jitter: float = self._jitter.uniform(0.5, 1.5)
-        return round(self.backoff_seconds * 2.0 ** (attempt - 1) * jitter, 3)
+    def _delay(self, path: str, attempt: int) -> float:
+        # The jitter depends on the request, not on which thread drew first.
+        rng = random.Random(f"{self.seed}/{path}/{attempt}")  # noqa: S311 - jitter
+        return round(
+            self.backoff_seconds * 2.0 ** (attempt - 1) * rng.uniform(0.5, 1.5), 3
+        )
 
 
 class Installer:
@@ -303,23 +310,28 @@ class Installer:
                 rejected.append(entry)
             else:
                 admitted.append(entry)
-        futures: list[Future[None]] = [
-            self._workers.submit(self._download, installation_id, entry, outcome)
+        futures: list[Future[bytes]] = [
+            self._workers.submit(self._download, installation_id, entry)
             for entry in admitted
         ]
-        # Every worker ends before the installation does, so no line of it
-        # comes after its "Installation finished".
-        for future in futures:
-            future.result()
+        # The downloads run side by side; what comes after them (the cache,
+        # the unpacking, a cancellation) goes in the manifest's order, so
+        # which download ended first changes nothing. Every worker ends before
+        # the installation does, so no line of it comes after its
+        # "Installation finished".
+        for entry, future in zip(admitted, futures, strict=True):
+            try:
+                data = future.result()
+            except Exception as error:
+                outcome.failed(entry.name, error)
+                continue
+            self.cache.put(entry.name, entry.sha256, data, entry.max_age)
+            self._unpack(installation_id, entry, data, outcome)
         outcome.raise_if_cancelled()
         return rejected
 
-    def _download(
-        self, installation_id: str, entry: ManifestEntry, outcome: _Outcome
-    ) -> None:
+    def _download(self, installation_id: str, entry: ManifestEntry) -> bytes:
         with self.limiter.active(), bound_context(module=entry.name):
-            if outcome.cancelled:
-                return
             start = time.perf_counter()
             fields = {"installationId": installation_id, "module": entry.name}
             try:
@@ -328,7 +340,7 @@ class Installer:
                     entry.url,
                     lambda body: _verify(installation_id, entry, body),
                 )
-            except Exception as error:
+            except Exception:
                 download_log.exception(
                     "Download finished",
                     status="failure",
@@ -336,8 +348,7 @@ class Installer:
                     durationSeconds=_since(start),
                     **fields,
                 )
-                outcome.failed(entry.name, error)
-                return
+                raise
             download_log.info(
                 "Download finished",
                 status="success",
@@ -345,8 +356,7 @@ class Installer:
                 durationSeconds=_since(start),
                 **fields,
             )
-        self.cache.put(entry.name, entry.sha256, data, entry.max_age)
-        self._unpack(installation_id, entry, data, outcome)
+        return data
 
     def _unpack(
         self,
@@ -374,18 +384,16 @@ class Installer:
 
 
 class _Outcome:
-    """What happened to an installation's modules, shared by its workers."""
+    """What happened to an installation's modules, in the installation's order."""
 
     def __init__(self, on_installed: Callable[[str], None] | None) -> None:
         self.installed = 0
         self.failures: list[tuple[str, BaseException]] = []
         self.cancelled = False
         self._on_installed = on_installed
-        self._lock = threading.Lock()
 
     def module_installed(self, name: str) -> None:
-        with self._lock:
-            self.installed += 1
+        self.installed += 1
         if self._on_installed is not None:
             try:
                 self._on_installed(name)
@@ -393,8 +401,7 @@ class _Outcome:
                 self.cancelled = True
 
     def failed(self, name: str, error: BaseException) -> None:
-        with self._lock:
-            self.failures.append((name, error))
+        self.failures.append((name, error))
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:

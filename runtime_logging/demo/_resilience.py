@@ -1,7 +1,7 @@
 """What keeps the installer well-behaved when its services are not.
 
-A circuit breaker per service, a rate limiter for requests in flight, and
-the exceptions they and the network raise.
+A circuit breaker per service, the clock it reads, a rate limiter for
+requests in flight, and the exceptions they and the network raise.
 """
 
 from __future__ import annotations
@@ -42,6 +42,32 @@ class ChecksumMismatchError(ValueError):
 
 class RateLimitRejectedError(Exception):
     """The rate limiter's queue is full: the request was not admitted."""
+
+
+class DemoClock:
+    """The time the circuit breakers read: it passes only when the demo waits.
+
+    On a loaded machine every step of a run takes longer; a breaker on the
+    wall clock would then reach its reset time at a different point of each
+    run. This clock moves by the waits themselves (back-off, a scheduler
+    waiting for an open circuit), so every run makes the same transitions.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        """A clock that reads *start* seconds until the first wait."""
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        """The current time, in seconds."""
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        """Wait *seconds*, and move the clock on by as much."""
+        time.sleep(seconds)
+        with self._lock:
+            self._now += seconds
 
 
 class CircuitBreaker:

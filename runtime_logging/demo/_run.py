@@ -23,7 +23,7 @@ from runtime_logging.demo._installer import (
     Installer,
     ServiceClient,
 )
-from runtime_logging.demo._resilience import CircuitBreaker, RateLimiter
+from runtime_logging.demo._resilience import CircuitBreaker, DemoClock, RateLimiter
 from runtime_logging.demo._server import FaultPlan, ModuleServer, build_catalog
 from runtime_logging.errors import ConfigurationError
 from runtime_logging.sinks import Sink
@@ -188,14 +188,20 @@ def _install_all(
     installations: int,
     seed: int,
 ) -> None:
-    breakers = {name: CircuitBreaker(name) for name in ("manifest", "download")}
-    client = ServiceClient(server.url, breakers, seed=seed)
+    clock = DemoClock()
+    breakers = {
+        name: CircuitBreaker(name, clock=clock) for name in ("manifest", "download")
+    }
+    limiter = RateLimiter()
+    client = ServiceClient(
+        server.url, breakers, in_flight=limiter.max_active, seed=seed, sleep=clock.sleep
+    )
     # All archives but about half of the smallest fit: the first installation
     # fills the cache, and the nightly builds' expired entries make room.
     sizes = [len(m.archive) for m in catalog.values()]
     quota = sum(sizes) - min(sizes) // 2
     cache = ModuleCache(scratch / "cache", quota_bytes=quota)
-    installer = Installer(client, cache, RateLimiter(), scratch / "installed")
+    installer = Installer(client, cache, limiter, scratch / "installed")
     try:
         for index, (modules, trigger) in enumerate(
             _schedule(list(catalog), installations, seed)
@@ -204,7 +210,7 @@ def _install_all(
                 server.plan.start_outage("download", requests=3)
             # New installations wait while a circuit is open, as a scheduler
             # would; they would only fail at once.
-            time.sleep(max(b.retry_after() for b in breakers.values()))
+            clock.sleep(max(b.retry_after() for b in breakers.values()))
             on_installed = _cancel_after_first if index == 1 else None
             installer.install(f"inst-{index:04d}", modules, trigger, on_installed)
     finally:
@@ -219,12 +225,14 @@ def _schedule(
     plan: list[tuple[list[str], str]] = [(list(names), "update")]
     for index in range(1, installations):
         modules = rng.sample(names, k=rng.randint(2, 5))
-        # Nightly builds are never cached, so the outage meets downloads, and
+        # Nightly builds are never cached, so the outage meets a download, and
         # so does the installation after it, which tries the circuit again.
-        if index == _outage_at(installations):
-            modules = [m for m in modules if m not in nightly] + nightly
-        elif index == _outage_at(installations) + 1 and nightly[0] not in modules:
-            modules.append(nightly[0])
+        # One download each: the circuit then opens, and is tried, at the same
+        # request on every run, not at whichever of two requests fails first.
+        after_outage = index - _outage_at(installations)
+        if after_outage in {0, 1}:
+            modules = [m for m in modules if m not in nightly]
+            modules.append(nightly[after_outage])
         plan.append((modules, rng.choice(("user", "schedule"))))
     return plan[:installations]
 

@@ -1,10 +1,11 @@
 """The module service the installer talks to: a manifest and downloads.
 
 It listens on 127.0.0.1 on a port the system picks, serves real gzipped
-tar archives, and meets requests with the faults of a real service: slow
-answers (the client's read times out), dropped connections, 5xx answers
-and corrupted bodies. Which request meets which fault is decided by the
-seed and the request's number, so a run can be repeated.
+tar archives, and meets requests with the faults of a real service: answers
+that never come (the client's read times out), dropped connections, 5xx
+answers and corrupted bodies. Which request meets which fault is decided by
+the seed, the file asked for and how often it was asked for before, never by
+which of two requests in flight arrived first, so a run can be repeated.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import io
 import json
 import random
+import select
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,13 +44,15 @@ FAULT_KINDS = {
     "download": ("timeout", "reset", "5xx", "corrupt"),
 }
 
-#: Faults at fixed request numbers, so that even a short run meets each kind.
+#: Faults at fixed requests (the file and how often it was asked for), so
+#: that even a short run meets each kind: the first installation, which
+#: downloads every module, meets the download faults.
 SCRIPTED_FAULTS = {
     ("manifest", 2): "5xx",
-    ("download", 2): "timeout",
-    ("download", 4): "5xx",
-    ("download", 5): "corrupt",
-    ("download", 8): "reset",
+    ("pylance", 1): "timeout",
+    ("jupyter", 1): "5xx",
+    ("gitlens", 1): "corrupt",
+    ("prettier", 1): "reset",
 }
 
 
@@ -123,25 +127,28 @@ class FaultPlan:
         with self._lock:
             self._outage[service] = requests
 
-    def next_fault(self, service: str) -> str | None:
-        """The fault the next request to *service* meets, or None."""
+    def next_fault(self, service: str, name: str) -> str | None:
+        """The fault the next request to *service* for *name* meets, or None.
+
+        *name* is the file asked for ("manifest", or a module's name).
+        """
         with self._lock:
-            number = self.served[service] = self.served.get(service, 0) + 1
-            fault = self._decide(service, number)
+            number = self.served[name] = self.served.get(name, 0) + 1
+            fault = self._decide(service, name, number)
             if fault is not None:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
             return fault
 
-    def _decide(self, service: str, number: int) -> str | None:
+    def _decide(self, service: str, name: str, number: int) -> str | None:
         if self._outage.get(service, 0) > 0:
             self._outage[service] -= 1
             return "5xx"
-        scripted = SCRIPTED_FAULTS.get((service, number))
+        scripted = SCRIPTED_FAULTS.get((name, number))
         if scripted is not None:
             return scripted
-        # One generator per request: the decision depends on the request's
-        # number only, not on which thread got there first.
-        rng = random.Random(f"{self.seed}/{service}/{number}")  # noqa: S311
+        # One generator per file and request number: two downloads in flight
+        # at once meet the same faults whichever of them arrives first.
+        rng = random.Random(f"{self.seed}/{name}/{number}")  # noqa: S311
         if rng.random() < self.rate:
             return rng.choice(FAULT_KINDS[service])
         return None
@@ -150,13 +157,10 @@ class FaultPlan:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(
-        self, catalog: dict[str, Module], plan: FaultPlan, slow_seconds: float
-    ) -> None:
+    def __init__(self, catalog: dict[str, Module], plan: FaultPlan) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.catalog = catalog
         self.plan = plan
-        self.slow_seconds = slow_seconds
         self.stopping = threading.Event()
         self.by_url = {m.manifest_entry()["url"]: m for m in catalog.values()}
 
@@ -169,34 +173,38 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
-    # Idle keep-alive connections end after this, so no thread waits forever.
-    timeout = 5.0
+    # A request that never comes ends the connection after this, so no
+    # thread waits forever.
+    timeout = 30.0
 
     def do_GET(self) -> None:
         if self.path == "/manifest.json":
-            service = "manifest"
+            service = name = "manifest"
             body = json.dumps(
                 {"modules": [m.manifest_entry() for m in self.server.catalog.values()]}
             ).encode()
             content_type = "application/json"
         elif self.path in self.server.by_url:
             service = "download"
+            name = self.server.by_url[self.path].name
             body = self.server.by_url[self.path].archive
             content_type = "application/gzip"
         else:
             self._answer(404, b"no such module\n", "text/plain")
             return
 
-        fault = self.server.plan.next_fault(service)
+        # One connection per request: which connection a request gets, and
+        # so what urllib3 logs of it, does not depend on how two requests in
+        # flight overlap.
+        self.close_connection = True
+        fault = self.server.plan.next_fault(service, name)
         if fault == "timeout":
-            self.server.stopping.wait(self.server.slow_seconds)
-            self.close_connection = True
+            self._hold()
             return
         if fault == "reset":
-            self.close_connection = True
             return
         if fault == "5xx":
-            status = 503 if self.server.plan.served[service] % 2 else 502
+            status = 503 if self.server.plan.served[name] % 2 else 502
             self._answer(status, b"upstream unavailable\n", "text/plain")
             return
         if fault == "corrupt":
@@ -204,10 +212,20 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
         self._answer(200, body, content_type)
 
+    def _hold(self) -> None:
+        # A slow answer that never comes: however loaded the machine, the
+        # client's read timeout is what ends it, never a late answer. The
+        # client closing its end makes the socket readable.
+        while not self.server.stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], 0.1)
+            if readable:
+                return
+
     def _answer(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -220,12 +238,10 @@ class _Handler(BaseHTTPRequestHandler):
 class ModuleServer:
     """The module service on 127.0.0.1, in a background thread."""
 
-    def __init__(
-        self, catalog: dict[str, Module], plan: FaultPlan, slow_seconds: float = 2.0
-    ) -> None:
-        """Listen on an ephemeral port; a slow answer takes *slow_seconds*."""
+    def __init__(self, catalog: dict[str, Module], plan: FaultPlan) -> None:
+        """Listen on an ephemeral port."""
         self.plan = plan
-        self._server = _Server(catalog, plan, slow_seconds)
+        self._server = _Server(catalog, plan)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
