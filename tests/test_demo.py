@@ -21,6 +21,7 @@ from runtime_logging.demo._cache import ModuleCache
 from runtime_logging.demo._resilience import (
     CircuitBreaker,
     CircuitOpenError,
+    DemoClock,
     RateLimiter,
     RateLimitRejectedError,
 )
@@ -426,6 +427,22 @@ class TestCircuitBreaker:
 
         assert breaker.state == "open"
         assert breaker.retry_after() == pytest.approx(breaker.reset_seconds)
+
+    def test_on_the_demos_clock_only_waits_pass_the_reset_time(self):
+        """On the demo's clock the circuit stays open until the demo has waited."""
+        clock = DemoClock()
+        breaker = CircuitBreaker("download", failure_threshold=1, clock=clock)
+        breaker.record_failure()
+        opened = clock()
+
+        clock.sleep(0.01)
+        with pytest.raises(CircuitOpenError, match="circuit is open"):
+            breaker.before_request()
+        clock.sleep(breaker.retry_after())
+        breaker.before_request()
+
+        assert clock() == opened + breaker.reset_seconds
+        assert breaker.state == "half_open"
 
 
 class TestRateLimiter:

@@ -69,7 +69,7 @@ class ServiceClient:
         attempts: int = 4,
         backoff_seconds: float = 0.05,
         connect_timeout: float = 2.0,
-        read_timeout: float = 1.0,
+        read_timeout: float = 3.0,
         in_flight: int = 2,
         seed: int = 0,
         sleep: Callable[[float], None] = time.sleep,
