@@ -27,7 +27,7 @@ from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.sinks import SinkHealth
 from runtime_logging.sinks.console import ConsoleSink
 from runtime_logging.sinks.file import FileSink
-from runtime_logging.sinks.sentry import BeforeSend, SentrySink, require_sentry_sdk
+from runtime_logging.sinks.sentry import BeforeSend, SentrySink, check_dsn
 
 _lock = threading.RLock()
 _active_service: LoggingService | None = None
@@ -337,7 +337,7 @@ def configure_logging(
     hooks = _check_processors(processors)
     extra = _check_sinks(sinks)
     if resolved.sentry_dsn:
-        require_sentry_sdk()
+        check_dsn(resolved.sentry_dsn)
     if sentry_before_send is not None and not callable(sentry_before_send):
         raise ConfigurationError(
             f"`sentry_before_send` is {sentry_before_send!r}, which is not "

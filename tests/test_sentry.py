@@ -15,7 +15,12 @@ import pytest
 import sentry_sdk
 from sentry_server import SentryServer
 
-from runtime_logging import LogEvent, MissingExtraError, configure_logging
+from runtime_logging import (
+    ConfigurationError,
+    LogEvent,
+    MissingExtraError,
+    configure_logging,
+)
 from runtime_logging.sinks.sentry import SEEN_ATTRIBUTE, platform_name
 from runtime_logging.testing import CaptureSink
 
@@ -543,6 +548,21 @@ class TestOptional:
 
         assert "pip install 'runtime-logging[sentry]'" in str(raised.value)
         assert "`sentry_dsn`" in str(raised.value)
+
+    @pytest.mark.parametrize("dsn", ["not a dsn", "http://127.0.0.1:9/1"])
+    def test_bad_dsn(self, dsn):
+        """A DSN sentry-sdk refuses fails at configuration, naming the setting."""
+        with pytest.raises(ConfigurationError, match="`sentry_dsn` is") as raised:
+            configure_logging(
+                env={},
+                console="off",
+                log_dir="off",
+                handle_signals=False,
+                sentry_dsn=dsn,
+            )
+
+        assert "Client Keys" in str(raised.value)
+        assert not sentry_sdk.get_client().is_active()
 
     def test_not_imported_without_dsn(self):
         """configure_logging() without a DSN leaves sentry_sdk unimported."""

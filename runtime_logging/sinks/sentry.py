@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import socket
 import sys
 import time
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import LogEvent, internal_thread, level_name
 from runtime_logging.config import LEVELS, Settings
-from runtime_logging.errors import MissingExtraError
+from runtime_logging.errors import ConfigurationError, MissingExtraError
 from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, TRAILING_KEYS
 from runtime_logging.sinks._queue import QueuedSink
@@ -84,6 +85,22 @@ def require_sentry_sdk(setting: str = "sentry_dsn") -> None:
         import sentry_sdk  # noqa: F401, PLC0415 - loaded only when a DSN is set
     except ImportError:
         raise MissingExtraError(setting, "sentry", "sentry-sdk") from None
+
+
+def check_dsn(dsn: str) -> None:
+    """Raise `ConfigurationError` unless sentry-sdk is there and takes *dsn*."""
+    require_sentry_sdk()
+    from sentry_sdk.utils import BadDsn, Dsn  # noqa: PLC0415
+
+    try:
+        Dsn(dsn)
+    except BadDsn as error:
+        shown = re.sub(r"//[^@/]+@", "//********@", dsn)
+        raise ConfigurationError(
+            f"`sentry_dsn` is {shown!r}, which sentry-sdk refuses ({error}); "
+            "copy the DSN from the Sentry project's Client Keys page, such as "
+            "'https://<key>@<host>/<project id>', or set '' for no Sentry."
+        ) from None
 
 
 def platform_name() -> str:
