@@ -234,6 +234,26 @@ class TestFaults:
         assert stat.S_IMODE(setup.dir.stat().st_mode) == 0o750
         assert stat.S_IMODE(setup.path.stat().st_mode) == 0o640
 
+    def test_deleted_directory_recreated_by_another_writer(
+        self, tmp_path, capfd, fresh_diagnostics
+    ):
+        """The second writer to find it tells its lost lines too."""
+        path = tmp_path / "logs" / "app.log"
+        first, second = FileSink(path, reopen_interval=0), FileSink(path)
+        first.emit(event(0))
+        second.emit(event(1))
+        shutil.rmtree(path.parent)
+
+        first.emit(event(2))
+        second.reopen()
+        second.emit(event(3))
+        first.close()
+        second.close()
+
+        assert seqs(path) == [2, 3]
+        assert (first.failures, second.failures) == (1, 1)
+        assert len(reports(capfd.readouterr().err)) == 2
+
     def test_directory_replaced_by_a_file(
         self, make_log_file, capfd, fresh_diagnostics
     ):
@@ -256,7 +276,9 @@ class TestFaults:
         assert sink.health().state == "healthy"
         assert [line["event"] for line in setup.lines()] == ["kept"]
 
-    def test_file_replaced_under_the_writer(self, make_log_file):
+    def test_file_replaced_under_the_writer(
+        self, make_log_file, capfd, fresh_diagnostics
+    ):
         """Another file put in its place is written from the next check on."""
         setup = make_log_file(reopen_interval=0)
         log = setup.service.get_logger("faults")
@@ -268,6 +290,22 @@ class TestFaults:
         log.info("second")
 
         assert [line["event"] for line in setup.lines()] == ["second"]
+        # The replaced file, and the line in it, are gone: that is told.
+        assert setup.service.sink("file").health().failures == 1
+        assert "up to 1 line(s)" in capfd.readouterr().err
+
+    def test_file_renamed_under_the_writer(self, make_log_file):
+        """A rotator's rename loses nothing, and nothing is reported."""
+        setup = make_log_file(reopen_interval=0)
+        log = setup.service.get_logger("faults")
+        log.info("first")
+        setup.path.rename(setup.dir / "app.log.1")
+        setup.path.write_text("")
+
+        log.info("second")
+
+        assert [line["event"] for line in setup.lines()] == ["second"]
+        assert (setup.dir / "app.log.1").read_text().count("first") == 1
         assert setup.service.sink("file").health().failures == 0
 
     def test_directory_where_the_file_was(

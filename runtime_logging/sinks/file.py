@@ -23,8 +23,8 @@ Delivery contract:
   file should be) is counted as dropped, reported at a bounded rate and
   turns the sink degraded; the sink reopens (recreating directory and file)
   at the next line and turns healthy when a write succeeds again. A file
-  deleted under the writer is found at the next check and reported with
-  the number of lines written to it since the previous one.
+  deleted or replaced under the writer is found at the next check and
+  reported with the number of lines written to it since the previous one.
 """
 
 from __future__ import annotations
@@ -230,7 +230,9 @@ class FileSink(Sink):
             if self._fd >= 0:
                 if info is not None and _identity(info) == self._identity:
                     return
-                if info is None and written:
+                # Built-in rotation gzips and deletes backups once every writer
+                # has left them, so there only a missing path means deletion.
+                if written and (info is None or not self.builtin):
                     self._report_if_deleted(written)
             self._reopen()
 
