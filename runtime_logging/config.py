@@ -18,6 +18,7 @@ import math
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 #: Labels a Loki stream may carry: each has a small, bounded set of values.
 LOKI_LABELS = frozenset({"service", "environment", "level", "logger", "host"})
+
+#: The shortest ``loki_max_line_bytes``: a truncated line's standard keys fit.
+LOKI_MIN_LINE_BYTES = 1024
 
 _SIZE_UNITS = {
     "": 1,
@@ -204,8 +208,43 @@ def _parse_logger_levels(setting: str, value: object) -> dict[str, str]:
     return {name: level.lower() for name, level in levels.items()}
 
 
+def _parse_unique_names(setting: str, value: object) -> tuple[str, ...]:
+    names = _parse_names(setting, value)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigurationError(
+            f"`{setting}` is {value!r}, which names {', '.join(repeated)} more "
+            "than once: name each once."
+        )
+    return names
+
+
+def _at_least(
+    minimum: int, read: Callable[[str, object], int] = parse_size, why: str = ""
+) -> Callable[[str, object], int]:
+    def parse(setting: str, value: object) -> int:
+        number = read(setting, value)
+        if number < minimum:
+            raise _fail(setting, value, f"{minimum} or more{why}")
+        return number
+
+    return parse
+
+
+def _parse_wait(setting: str, value: object) -> float:
+    seconds = parse_duration(setting, value)
+    if seconds <= 0:
+        raise _fail(setting, value, "a duration above 0, such as '500ms' or '5s'")
+    return seconds
+
+
 def _parse_loki_labels(setting: str, value: object) -> tuple[str, ...]:
-    labels = _parse_names(setting, value)
+    labels = _parse_unique_names(setting, value)
+    if not labels:
+        raise ConfigurationError(
+            f"`{setting}` is {value!r}; Loki refuses a stream without labels: "
+            "name at least one, such as 'service,environment,level'."
+        )
     for label in labels:
         if label not in LOKI_LABELS:
             raise ConfigurationError(
@@ -219,7 +258,7 @@ def _parse_loki_labels(setting: str, value: object) -> tuple[str, ...]:
 
 
 def _parse_label_names(setting: str, value: object) -> tuple[str, ...]:
-    names = _parse_names(setting, value)
+    names = _parse_unique_names(setting, value)
     for name in names:
         if not _LABEL_NAME.fullmatch(name):
             raise _fail(setting, name, "names of letters, digits and '_'")
@@ -331,19 +370,25 @@ class Settings:
         "", _parse_text, "Loki basic-auth password", secret=True
     )
     loki_token: str = _setting("", _parse_text, "Loki bearer token", secret=True)
-    loki_batch_bytes: int = _setting(1000**2, parse_size, "Loki push size")
-    loki_batch_interval: float = _setting(1.0, parse_duration, "Loki push interval")
+    loki_batch_bytes: int = _setting(1000**2, _at_least(1), "Loki push size")
+    loki_batch_interval: float = _setting(1.0, _parse_wait, "Loki push interval")
     loki_max_buffer_bytes: int = _setting(
-        16 * 1000**2, parse_size, "Loki buffer cap in bytes"
+        16 * 1000**2, _at_least(1), "Loki buffer cap in bytes"
     )
     loki_max_buffer_entries: int = _setting(
-        100_000, _parse_int, "Loki buffer cap in entries"
+        100_000, _at_least(1, _parse_int), "Loki buffer cap in entries"
     )
     loki_max_line_bytes: int = _setting(
-        256 * 1024, parse_size, "longest Loki line before truncation"
+        256 * 1024,
+        _at_least(
+            LOKI_MIN_LINE_BYTES,
+            why=" (room for a truncated line's standard keys), up to Loki's "
+            "`max_line_size`",
+        ),
+        "longest Loki line before truncation",
     )
-    loki_connect_timeout: float = _setting(2.0, parse_duration, "Loki connect timeout")
-    loki_read_timeout: float = _setting(5.0, parse_duration, "Loki read timeout")
+    loki_connect_timeout: float = _setting(2.0, _parse_wait, "Loki connect timeout")
+    loki_read_timeout: float = _setting(5.0, _parse_wait, "Loki read timeout")
     loki_metadata: tuple[str, ...] = _setting(
         (), _parse_label_names, "fields also sent as Loki structured metadata"
     )
@@ -401,15 +446,30 @@ class Settings:
             value = getattr(self, field.name)
             if field.metadata["secret"] and value:
                 value = "********"
-            elif field.name == "sentry_dsn" or isinstance(value, Path):
+            elif isinstance(value, Path):
                 value = str(value)
             shown[field.name] = list(value) if isinstance(value, tuple) else value
-        shown["sentry_dsn"] = _mask_dsn(self.sentry_dsn)
+        shown["sentry_dsn"] = mask_url(self.sentry_dsn)
+        shown["loki_url"] = mask_url(self.loki_url)
         return shown
 
 
-def _mask_dsn(dsn: str) -> str:
-    return re.sub(r"//[^@/]+@", "//********@", dsn)
+def split_url_credentials(url: str) -> tuple[str, str] | None:
+    """*url*'s user-info, as written, and *url* without it; None without one."""
+    scheme, sep, rest = url.partition("://")
+    # The last '@' before the query: a password may hold '@' or '/' unquoted.
+    userinfo, at, _ = re.split(r"[?#]", rest, maxsplit=1)[0].rpartition("@")
+    if not sep or not at:
+        return None
+    return userinfo, f"{scheme}://{rest[len(userinfo) + 1 :]}"
+
+
+def mask_url(url: str) -> str:
+    """*url* with its user-info (``user:password@``) shown as ``********@``."""
+    split = split_url_credentials(url)
+    if split is None:
+        return url
+    return split[1].replace("://", "://********@", 1)
 
 
 SETTING_NAMES = tuple(field.name for field in dataclasses.fields(Settings))
@@ -493,4 +553,55 @@ def load_settings(
         name: _FIELDS[name].metadata["parse"](name, value)
         for name, value in raw.items()
     }
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_loki(settings)
+    return settings
+
+
+def _check_loki(settings: Settings) -> None:
+    """Refuse Loki settings that each parse but fail together at run time."""
+    in_url = loki_url_credentials(settings.loki_url) is not None
+    basic = bool(settings.loki_username or settings.loki_password)
+    if sum((in_url, basic, bool(settings.loki_token))) > 1:
+        raise ConfigurationError(
+            "Loki credentials are set in more than one way ("
+            + ", ".join(
+                name
+                for name, on in (
+                    ("user-info in `loki_url`", in_url),
+                    ("`loki_username`/`loki_password`", basic),
+                    ("`loki_token`", bool(settings.loki_token)),
+                )
+                if on
+            )
+            + "); Loki takes one kind of authentication: keep one of them."
+        )
+    if bool(settings.loki_username) != bool(settings.loki_password):
+        raise ConfigurationError(
+            "`loki_username` and `loki_password` go together; set both "
+            "for basic authentication, or neither."
+        )
+    overlap = sorted(set(settings.loki_labels) & set(settings.loki_metadata))
+    if overlap:
+        raise ConfigurationError(
+            f"`loki_metadata` repeats the labels {overlap!r}; a field is a label "
+            "or structured metadata, not both: remove it from one."
+        )
+    if settings.loki_max_buffer_bytes < settings.loki_batch_bytes:
+        raise ConfigurationError(
+            f"`loki_max_buffer_bytes` is {settings.loki_max_buffer_bytes!r}, less "
+            f"than one push (`loki_batch_bytes` {settings.loki_batch_bytes!r}): "
+            "raise the buffer's cap or lower the push size."
+        )
+
+
+def loki_url_credentials(url: str) -> tuple[str, str, str] | None:
+    """The user and password of *url*'s user-info, decoded, and *url* without it.
+
+    None when *url* has no user-info.
+    """
+    split = split_url_credentials(url)
+    if split is None:
+        return None
+    user, _, password = split[0].partition(":")
+    return urllib.parse.unquote(user), urllib.parse.unquote(password), split[1]

@@ -37,6 +37,7 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -364,10 +365,16 @@ class HungListener:
             connection.close()
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections while the block runs.
+
+    Its socket is bound and does not listen: connections are refused, and
+    no other test can take the port meanwhile (a port merely closed can be).
+    """
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    try:
+        yield holder.getsockname()[1]
+    finally:
+        holder.close()

@@ -64,7 +64,7 @@ class TestCheck:
     def test_prints_effective_settings_masked(self, tmp_path, capsys):
         """check prints the settings with units applied and secrets masked."""
         config = tmp_path / "c.toml"
-        config.write_text('loki_password = "hunter2"\n')
+        config.write_text('loki_username = "u"\nloki_password = "hunter2"\n')
 
         status = main(["check", "--config", str(config), "--max-bytes", "1MB"])
 

@@ -160,17 +160,23 @@ class TestErrors:
 
 
 class TestMasking:
-    def test_secrets_are_masked(self):
+    @pytest.mark.parametrize(
+        "loki",
+        [
+            {"loki_username": "u", "loki_password": "hunter2"},
+            {"loki_token": "hunter2"},
+            {"loki_url": "https://u:hunter2@127.0.0.1:3100"},
+            {"loki_url": "https://u:hun/ter@2@127.0.0.1:3100/loki"},
+        ],
+    )
+    def test_secrets_are_masked(self, loki):
         """Printing the settings never shows a secret."""
         settings = load_settings(
-            env={},
-            sentry_dsn="https://publickey@127.0.0.1:9000/1",
-            loki_password="hunter2",
-            loki_token="tok-123",
+            env={}, sentry_dsn="https://publickey@127.0.0.1:9000/1", **loki
         )
 
         shown = repr(settings.masked())
 
-        for secret in ("publickey", "hunter2", "tok-123"):
+        for secret in ("publickey", "hunter2", "hun/ter"):
             assert secret not in shown
         assert settings.masked()["sentry_dsn"] == "https://********@127.0.0.1:9000/1"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import collections
+import contextlib
 import gzip
 import itertools
 import json
@@ -64,6 +67,20 @@ def _push(url, streams, encoding="gzip", content_type="application/json"):
 
 def _now(offset=0):
     return str(time.time_ns() + offset)
+
+
+@contextlib.contextmanager
+def _unavailable(target):
+    """A port on 127.0.0.1 where a Loki is "hung" or "closed"."""
+    if target == "closed":
+        with closed_port() as port:
+            yield port
+        return
+    listener = HungListener()
+    try:
+        yield listener.port
+    finally:
+        listener.close()
 
 
 class TestReceiverIsStrict:
@@ -212,6 +229,47 @@ class TestDelivery:
 
         assert loki.pushes[0].headers["Authorization"] == "Bearer tok-123"
 
+    def test_credentials_in_the_url_sent_as_basic_auth(self, loki):
+        """``http://user:password@host`` authenticates like the two settings."""
+        url = loki.url.replace("://", "://bob:SECRET%40PW@")
+        service = _configure(url)
+        service.get_logger().info("hello")
+        service.shutdown()
+
+        [push] = loki.pushes
+        pair = base64.b64encode(b"bob:SECRET@PW").decode()
+        assert push.headers["Authorization"] == f"Basic {pair}"
+        assert loki.lines()
+
+    def test_credentials_in_the_url_never_shown(self, capfd, monkeypatch):
+        """Not by check, nor in settings, stderr or health: only ********."""
+        from runtime_logging._diagnostics import diagnostics
+        from runtime_logging.cli import main
+
+        monkeypatch.setattr(diagnostics, "_window_start", {})
+        monkeypatch.setattr(diagnostics, "_suppressed", collections.Counter())
+        with closed_port() as port:
+            url = f"http://bob:SECRETPW@127.0.0.1:{port}"
+            main(["check", "--loki-url", url, "--log-dir", "off"])
+            service = _configure(url, shutdown_timeout=0.2)
+            sink = service.sink("loki")
+            service.get_logger().info("hello")
+            deadline = time.monotonic() + 10
+            while not sink.failures and time.monotonic() < deadline:
+                time.sleep(0.01)
+            detail = service.health()["loki"].detail
+            service.shutdown()
+
+        shown = capfd.readouterr()
+        masked = f"http://********@127.0.0.1:{port}"
+        assert json.loads(shown.out)["loki_url"] == masked
+        assert service.settings.masked()["loki_url"] == masked
+        assert f"POST {masked}/loki/api/v1/push failed" in detail
+        assert f"POST {masked}/loki/api/v1/push failed" in shown.err
+        for text in (shown.out, shown.err, detail, repr(service.health())):
+            assert "SECRETPW" not in text
+            assert "bob" not in text
+
     def test_secrets_masked_where_settings_are_printed(self, loki):
         """The settings' printable form hides the password and the token."""
         service = _configure(loki.url, loki_username="u", loki_password="hunter2")
@@ -306,17 +364,46 @@ class TestShutdown:
         from runtime_logging._diagnostics import diagnostics
 
         monkeypatch.setattr(diagnostics, "_window_start", {})
-        service = _configure(
-            f"http://127.0.0.1:{closed_port()}", loki_batch_interval=60
-        )
-        for number in range(3):
-            service.get_logger().info("kept", number=number)
-        service.shutdown(timeout=0)
+        monkeypatch.setattr(diagnostics, "_suppressed", collections.Counter())
+        with closed_port() as port:
+            service = _configure(f"http://127.0.0.1:{port}", loki_batch_interval=60)
+            for number in range(3):
+                service.get_logger().info("kept", number=number)
+            service.shutdown(timeout=0)
 
         assert (service.sink("loki").dropped, True) == (
             3,
             "3 events dropped" in capfd.readouterr().err,
         )
+
+    def test_drops_at_exit_told_once(self, capfd, monkeypatch):
+        """Loki refusing connections, a push retried, then exit: one drop line."""
+        from runtime_logging._diagnostics import diagnostics
+
+        monkeypatch.setattr(diagnostics, "_window_start", {})
+        monkeypatch.setattr(diagnostics, "_suppressed", collections.Counter())
+        with closed_port() as port:
+            service = _configure(f"http://127.0.0.1:{port}", loki_batch_interval=60)
+            sink = service.sink("loki")
+            for number in range(100):
+                service.get_logger().info("kept", number=number)
+            service.flush(0)  # the push starts, fails, and waits to retry
+            deadline = time.monotonic() + 10
+            while not sink.failures and time.monotonic() < deadline:
+                time.sleep(0.01)
+            service.shutdown(timeout=0.2)
+
+        told = [
+            line
+            for line in capfd.readouterr().err.splitlines()
+            if "events dropped" in line
+        ]
+        assert len(told) == 1
+        assert told[0].startswith(
+            "runtime_logging: sink loki: 100 events dropped (unsent when the "
+            "shutdown time ran out; last failure: push: POST "
+        )
+        assert sink.dropped == 100
 
 
 class TestRetries:
@@ -355,7 +442,8 @@ class TestRetries:
     def test_other_4xx_dropped_without_retry(self, loki, status):
         """One attempt; the batch is counted as dropped and reported."""
         loki.answer(status)
-        sink = self._sink(loki.url)
+        # No push before flush(): both events go in its one push.
+        sink = self._sink(loki.url, batch_interval=60)
         service = _configure("", sinks=[sink])
         log = service.get_logger()
         log.info("a")
@@ -365,6 +453,26 @@ class TestRetries:
         assert len(loki.pushes) == 1
         assert (sink.delivered, sink.dropped, sink.failures) == (0, 2, 1)
         assert sink.health().state == "degraded"
+
+    def test_each_drop_told_once(self, loki, capfd, monkeypatch):
+        """A refused push is one line on stderr: its reason and its count."""
+        from runtime_logging._diagnostics import diagnostics
+
+        monkeypatch.setattr(diagnostics, "_window_start", {})
+        monkeypatch.setattr(diagnostics, "_suppressed", collections.Counter())
+        loki.answer(400)
+        sink = self._sink(loki.url, batch_interval=60)
+        service = _configure("", sinks=[sink])
+        for number in range(100):
+            service.get_logger().info("refused", number=number)
+        service.flush()
+        service.shutdown()
+
+        expected = (
+            "runtime_logging: sink loki: 100 events dropped (push: Loki answered "
+            "400: scripted 400; not retried: 100); 100 in all, 0 queued, 0 bytes"
+        )
+        assert capfd.readouterr().err.splitlines() == [expected]
 
 
 class TestTruncationEdges:
@@ -391,7 +499,8 @@ class TestTruncationEdges:
         jsonschema.validate(record, schema)
         assert list(record)[: len(STANDARD_KEYS)] == list(STANDARD_KEYS)
         assert record["exception"]["type"] == "ValueError"
-        assert "extra" not in record
+        assert record["extra"] == "y" * 1000
+        assert record["truncated_fields"] == ["event"]
 
     def test_huge_standard_keys(self):
         line = json.dumps({"timestamp": "t", "logger": "l" * 5000, "event": "e"})
@@ -478,7 +587,94 @@ class TestTruncation:
         assert record["original_bytes"] == len(line)
         assert record["level"] == "info"
         assert text.startswith(record["event"])
-        assert "extra" not in record
+        assert record["extra"] == "x" * 10
+        assert record["truncated_fields"] == ["event"]
+
+    def test_only_the_large_field_is_cut(self, loki):
+        """A 600 KB field is cut; the event and the other fields arrive whole."""
+        import jsonschema
+
+        schema_path = Path(__file__).parent.parent / "runtime_logging"
+        schema = json.loads((schema_path / "log-line.schema.json").read_text())
+        service = _configure(loki.url, loki_max_line_bytes="64KiB")
+        service.get_logger("app").info(
+            "huge-field", blob="y" * 600_000, other=1, note="small"
+        )
+        service.shutdown()
+
+        [line] = loki.lines()
+        record = json.loads(line)
+        jsonschema.validate(record, schema)
+        assert len(line.encode()) <= 64 * 1024
+        assert (record["event"], record["other"], record["note"]) == (
+            "huge-field",
+            1,
+            "small",
+        )
+        assert record["truncated_fields"] == ["blob"]
+        assert record["blob"] == "y" * len(record["blob"])
+        assert len(record["blob"]) > 60_000
+
+    def test_the_longest_values_are_cut_first(self):
+        """Two large values are cut to one length; the smaller ones stay."""
+        record = {
+            "timestamp": "2026-01-01T00:00:00.000000Z",
+            "level": "info",
+            "event": "e",
+            "a": "a" * 5000,
+            "b": ["b" * 100] * 50,
+            "c": "c" * 900,
+            "d": {"k": "v"},
+        }
+        line = json.dumps(record).encode()
+
+        short = json.loads(truncate_line(line, 4000))
+
+        assert short["truncated_fields"] == ["a", "b"]
+        assert (short["c"], short["d"], short["event"]) == ("c" * 900, {"k": "v"}, "e")
+        assert short["a"] == "a" * len(short["a"])
+        assert json.dumps(record["b"], separators=(",", ":")).startswith(short["b"])
+
+    @pytest.mark.parametrize("fields", [0, 5000])
+    def test_every_value_huge_at_the_shortest_limit(self, capture_events, fields):
+        """At the smallest limit allowed, any line's stand-in keeps the schema."""
+        import jsonschema
+
+        from runtime_logging import get_logger
+        from runtime_logging.config import LOKI_MIN_LINE_BYTES
+        from runtime_logging.schema import STANDARD_KEYS
+
+        schema_path = Path(__file__).parent.parent / "runtime_logging"
+        schema = json.loads((schema_path / "log-line.schema.json").read_text())
+        many = {f"f{number}": number for number in range(fields)}
+        try:
+            raise ValueError("m" * 50_000)
+        except ValueError:
+            get_logger("l" * 50_000).exception("e" * 50_000, big="b" * 50_000, **many)
+        line = capture_events.events[0].json_line.rstrip(b"\n")
+
+        short = truncate_line(line, LOKI_MIN_LINE_BYTES)
+
+        record = json.loads(short)
+        jsonschema.validate(record, schema)
+        assert len(short) <= LOKI_MIN_LINE_BYTES
+        assert record["original_bytes"] == len(line)
+        others = set(record) - set(STANDARD_KEYS) - {"truncated_fields"}
+        others -= {"truncated", "original_bytes", "dropped_fields"}
+        if fields:  # the first fields kept, the last counted
+            assert record["dropped_fields"] + len(others) == fields + 2
+            order = [key for key in json.loads(line) if key not in STANDARD_KEYS]
+            assert sorted(others) == sorted(order[: len(others)])
+        else:
+            assert "dropped_fields" not in record
+            assert record["exception"]["type"] == "ValueError"
+
+    def test_a_field_named_like_the_marker_is_kept(self):
+        line = json.dumps({"event": "e" * 5000, "truncated": "mine"}).encode()
+
+        record = json.loads(truncate_line(line, 1024))
+
+        assert (record["truncated"], record["field_truncated"]) == (True, "mine")
 
 
 class TestEntryEncoding:
@@ -505,15 +701,60 @@ class TestConfiguration:
     """Mistakes fail at configure time with the setting and the fix."""
 
     @pytest.mark.parametrize(
-        ("setting", "value"), [("loki_max_line_bytes", 100), ("loki_batch_bytes", 0)]
+        ("setting", "value", "says"),
+        [
+            ("loki_max_line_bytes", 100, "1024 or more"),
+            ("loki_max_line_bytes", "1000", "1024 or more"),
+            ("loki_batch_bytes", 0, "1 or more"),
+            ("loki_max_buffer_bytes", 0, "1 or more"),
+            ("loki_max_buffer_entries", 0, "1 or more"),
+            ("loki_connect_timeout", 0, "above 0"),
+            ("loki_read_timeout", "0s", "above 0"),
+            ("loki_batch_interval", 0, "above 0"),
+            ("loki_labels", "", "without labels"),
+            ("loki_labels", "level, service,level", "names level more than once"),
+            ("loki_metadata", "request_id,request_id", "more than once"),
+        ],
     )
-    def test_sizes_too_small_refused(self, setting, value):
-        with pytest.raises(ConfigurationError, match=setting):
+    def test_values_that_fail_at_run_time_refused(self, setting, value, says):
+        """Each names the setting, its value and what to set instead."""
+        with pytest.raises(ConfigurationError, match=setting) as caught:
             _configure("http://127.0.0.1:9", **{setting: value})
 
-    def test_token_and_basic_auth_together_refused(self):
-        with pytest.raises(ConfigurationError, match="loki_token"):
-            _configure("http://127.0.0.1:9", loki_token="t", loki_username="u")
+        assert says in str(caught.value)
+        assert repr(value) in str(caught.value)
+
+    def test_buffer_smaller_than_one_push_refused(self):
+        with pytest.raises(ConfigurationError, match="loki_max_buffer_bytes"):
+            _configure(
+                "http://127.0.0.1:9",
+                loki_max_buffer_bytes="1KB",
+                loki_batch_bytes="1MB",
+            )
+
+    def test_checked_without_a_url(self):
+        """`runtime-logging check` finds them before any Loki is set."""
+        from runtime_logging.config import load_settings
+
+        with pytest.raises(ConfigurationError, match="loki_connect_timeout"):
+            load_settings(env={}, loki_connect_timeout=0)
+
+    @pytest.mark.parametrize(
+        ("url", "settings"),
+        [
+            ("http://127.0.0.1:9", {"loki_token": "t", "loki_username": "u"}),
+            ("http://127.0.0.1:9", {"loki_token": "t", "loki_password": "p"}),
+            ("http://u:p@127.0.0.1:9", {"loki_token": "t"}),
+            ("http://u:p@127.0.0.1:9", {"loki_username": "u", "loki_password": "p"}),
+        ],
+    )
+    def test_two_kinds_of_authentication_refused(self, url, settings):
+        with pytest.raises(ConfigurationError, match="one kind of authentication"):
+            _configure(url, **settings)
+
+    def test_username_without_password_refused(self):
+        with pytest.raises(ConfigurationError, match="loki_password"):
+            _configure("http://127.0.0.1:9", loki_username="u")
 
     def test_metadata_names_are_checked(self):
         with pytest.raises(ConfigurationError, match="loki_metadata"):
@@ -569,33 +810,83 @@ class TestNeverInTheWay:
     @pytest.mark.parametrize("target", ["hung", "closed"])
     def test_errors_return_and_counts_close(self, target):
         """1000 log.error calls return; at shutdown all 1000 are accounted for."""
-        listener = None
-        if target == "hung":
-            listener = HungListener()
-            port = listener.port
-        else:
-            port = closed_port()
-        service = _configure(
-            f"http://127.0.0.1:{port}",
-            loki_connect_timeout=0.2,
-            loki_read_timeout=0.2,
-            shutdown_timeout=1.0,
-        )
-        sink = service.sink("loki")
-        log = service.get_logger()
-        for number in range(1000):
-            log.error("failed", number=number)
+        with _unavailable(target) as port:
+            service = _configure(
+                f"http://127.0.0.1:{port}",
+                loki_connect_timeout=0.2,
+                loki_read_timeout=0.2,
+                shutdown_timeout=1.0,
+            )
+            sink = service.sink("loki")
+            log = service.get_logger()
+            for number in range(1000):
+                log.error("failed", number=number)
 
-        # Requests end by their own timeouts: failures pile up, none hangs.
-        deadline = time.monotonic() + 10
-        while sink.failures < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        service.shutdown()
-        if listener is not None:
-            listener.close()
+            # Requests end by their own timeouts: failures pile up, none hangs.
+            deadline = time.monotonic() + 10
+            while sink.failures < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            service.shutdown()
 
         assert sink.failures >= 2
         assert (sink.delivered, sink.dropped) == (0, 1000)
+
+
+RECONFIGURE_SCRIPT = """
+import json, os, sys, threading
+from runtime_logging import configure_logging
+
+def sockets():
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:  # the listing's own descriptor is gone by now
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:
+            pass
+    return count
+
+before = sockets()
+for number in range(30):
+    service = configure_logging(
+        env={}, console="off", log_dir="off", handle_signals=False,
+        loki_url=sys.argv[1], loki_batch_interval=0.01, shutdown_timeout=0.2,
+    )
+    service.get_logger().info("sent", number=number)
+    service.flush(0.05)  # the push is in flight, unanswered
+service.shutdown()
+threads = [t.name for t in threading.enumerate() if t.name.startswith("runtime")]
+print(json.dumps({"threads": threads, "sockets": sockets() - before}))
+"""
+
+
+class TestNothingLeaked:
+    """A hung Loki: closing ends the sender thread and its socket at once."""
+
+    def test_thirty_reconfigurations_with_loki_hung(self):
+        """No sender thread, no socket left after the last shutdown."""
+        with _unavailable("hung") as port:
+            result = subprocess.run(
+                [sys.executable, "-c", RECONFIGURE_SCRIPT, f"http://127.0.0.1:{port}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            )
+
+        left = json.loads(result.stdout)
+        assert left == {"threads": [], "sockets": 0}
+
+    def test_close_cuts_a_push_waiting_for_its_answer(self, loki):
+        """The read timeout is long; close() ends the request, not the timeout."""
+        loki.hang()
+        service = _configure(loki.url, loki_read_timeout=60, shutdown_timeout=0.5)
+        sink = service.sink("loki")
+        service.get_logger().info("unanswered")
+        service.flush(0.1)
+        service.shutdown()
+
+        assert not sink._thread.is_alive()
+        assert (sink.delivered, sink.dropped) == (0, 1)
 
 
 class TestBoundedWhileDown:
@@ -607,6 +898,7 @@ class TestBoundedWhileDown:
         from runtime_logging.testing import CaptureSink
 
         monkeypatch.setattr(diagnostics, "_window_start", {})
+        monkeypatch.setattr(diagnostics, "_suppressed", collections.Counter())
         loki.go_down()
         cap = 1_000_000
         sink = LokiSink(
@@ -718,16 +1010,7 @@ class TestNothingLostAtExit:
     @pytest.mark.parametrize("target", ["closed", "hung"])
     def test_exit_within_drain_when_loki_is_down(self, how, target):
         """A dead or hung Loki holds the exit for the drain time at most (+1 s)."""
-        listener = None
-        if target == "hung":
-            listener = HungListener()
-            port = listener.port
-        else:
-            port = closed_port()
-        try:
+        with _unavailable(target) as port:
             _, took = self._run(how, f"http://127.0.0.1:{port}")
-        finally:
-            if listener is not None:
-                listener.close()
 
         assert took <= self.DRAIN + 1.0

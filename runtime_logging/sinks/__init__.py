@@ -87,13 +87,20 @@ class Sink:
             self.failures,
         )
 
-    def _failed(self, what: str, error: BaseException | str) -> None:
-        """Count a delivery failure, turn degraded, report at a bounded rate."""
+    def _failed(
+        self, what: str, error: BaseException | str, *, report: bool = True
+    ) -> None:
+        """Count a delivery failure, turn degraded, report at a bounded rate.
+
+        With *report* False the failure is told later, by whoever reports
+        the events it dropped.
+        """
         with self._state_lock:
             self.failures += 1
             self._state = DEGRADED
             self._detail = f"{what}: {error}"
-        diagnostics.failure(f"sink {self.name}", f"{what}: {error}")
+        if report:
+            diagnostics.failure(f"sink {self.name}", f"{what}: {error}")
 
     def _recovered(self) -> None:
         with self._state_lock:

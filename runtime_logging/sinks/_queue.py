@@ -13,7 +13,9 @@ told on stderr at a bounded rate, from the background thread. The thread is
 started on first use and again in a forked child (whose copy of the
 parent's queue and counts is discarded: the parent delivers and counts it).
 ``flush()`` and ``close()`` wait at most their timeout; a batch still
-unanswered when ``close()`` gives up is counted as dropped.
+unanswered when ``close()`` gives up is counted as dropped, and `interrupt`
+ends its request so that the thread ends within that timeout. Each drop is
+told once, with its reason.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from collections.abc import Sequence
 from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import LogEvent, internal_thread
 from runtime_logging.sinks import DOWN, Sink, SinkHealth
+
+#: The part of ``close()``'s timeout kept for ending the thread (at most half).
+STOP_SECONDS = 0.1
+
+#: Why events are dropped, for the report on stderr.
+FULL = "buffer full"
+CLOSED = "logged after close"
 
 
 class QueuedSink(Sink):
@@ -68,7 +77,7 @@ class QueuedSink(Sink):
         self._batch_number = 0
         self._closed = False
         self._deadline: float | None = None
-        self._reported_drops = 0
+        self._unreported: dict[str, int] = {}
         self._reset_threading()
 
     def _reset_threading(self) -> None:
@@ -77,6 +86,7 @@ class QueuedSink(Sink):
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._closing = threading.Event()
+        self._stopped = threading.Event()
         self._idle = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -92,8 +102,14 @@ class QueuedSink(Sink):
         return event
 
     def deliver(self, batch: Sequence[LogEvent]) -> int:
-        """Send *batch*; return how many of its events were delivered."""
+        """Send *batch*; return how many of its events were delivered.
+
+        The last failure (`health().detail`) is the reason given for the rest.
+        """
         raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """End the request in flight at once; `close()` has given up on it."""
 
     # The caller's side.
 
@@ -106,7 +122,7 @@ class QueuedSink(Sink):
                 or len(self._queue) + self._in_flight >= self.max_entries
                 or self.queued_bytes + size > self.max_bytes
             ):
-                self.dropped += 1
+                self._drop(1, CLOSED if self._closed else FULL)
                 return
             self._queue.append((self.keep(event), size))
             self.queued_bytes += size
@@ -153,7 +169,8 @@ class QueuedSink(Sink):
                 return  # close() gave up on it and counted it already
             delivered = max(0, min(delivered, self._in_flight))
             self.delivered += delivered
-            self.dropped += self._in_flight - delivered
+            if delivered < self._in_flight:
+                self._drop(self._in_flight - delivered, self._detail or "undelivered")
             self.queued_bytes -= self._in_flight_bytes
             self._in_flight = self._in_flight_bytes = 0
 
@@ -197,20 +214,28 @@ class QueuedSink(Sink):
         if left is None:
             self._closing.wait(seconds)
         elif left > 0:
-            time.sleep(min(seconds, left))
+            self._stopped.wait(min(seconds, left))
         left = self.time_left()
-        return left is None or left > 0
+        return not self._closed and (left is None or left > 0)
+
+    def _drop(self, count: int, reason: str) -> None:
+        """Count *count* events as dropped for *reason* (holding the lock)."""
+        self.dropped += count
+        self._unreported[reason] = self._unreported.get(reason, 0) + count
 
     def report_drops(self) -> None:
-        """Tell stderr how many events were dropped since the last report."""
-        dropped = self.dropped
-        if dropped > self._reported_drops:
-            diagnostics.failure(
-                f"sink {self.name}",
-                f"{dropped - self._reported_drops} events dropped ({dropped} in all;"
-                f" {self.queue_depth} queued, {self.queued_bytes} bytes)",
-            )
-            self._reported_drops = dropped
+        """Tell stderr, once, the events dropped since the last report and why."""
+        with self._lock:
+            if not self._unreported:
+                return
+            reasons, self._unreported = self._unreported, {}
+            counts = (self.dropped, self.queue_depth, self.queued_bytes)
+        told = "; ".join(f"{reason}: {count}" for reason, count in reasons.items())
+        diagnostics.failure(
+            f"sink {self.name}",
+            f"{sum(reasons.values())} events dropped ({told}); {counts[0]} in all,"
+            f" {counts[1]} queued, {counts[2]} bytes",
+        )
 
     # Lifecycle.
 
@@ -239,20 +264,25 @@ class QueuedSink(Sink):
 
     def close(self, timeout: float | None = None) -> None:
         """Drain within *timeout*, then stop; what is left is counted as dropped."""
+        drain = timeout
         if timeout is not None:
             self._deadline = time.monotonic() + timeout
             self._closing.set()
-        self.flush(timeout)
+            drain = timeout - min(STOP_SECONDS, timeout / 2)
+        self.flush(drain)
         with self._lock:
             self._closed = True
             left = len(self._queue) + self._in_flight
             self._queue.clear()
             self._in_flight = self._in_flight_bytes = self.queued_bytes = 0
             self._batch_number += 1
-            self.dropped += left
-        self.report_drops()
+            if left:
+                why = f"; last failure: {self._detail}" if self._detail else ""
+                self._drop(left, f"unsent when the shutdown time ran out{why}")
         self._closing.set()
+        self._stopped.set()
         self._wake.set()
+        self.interrupt()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, self.time_left() or 0.0))
@@ -263,7 +293,8 @@ class QueuedSink(Sink):
         super().after_fork()
         self._queue.clear()
         self.queued_bytes = self._in_flight = self._in_flight_bytes = 0
-        self.delivered = self.dropped = self.failures = self._reported_drops = 0
+        self.delivered = self.dropped = self.failures = 0
+        self._unreported = {}
         self._reset_threading()
 
     def health(self) -> SinkHealth:

@@ -28,20 +28,28 @@ Delivery contract:
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import gzip
 import random
 import re
+import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 import urllib3
+import urllib3.connection
 
 from runtime_logging._pipeline import LogEvent
-from runtime_logging.config import Settings
-from runtime_logging.errors import ConfigurationError
-from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS
+from runtime_logging.config import (
+    LOKI_MIN_LINE_BYTES,
+    Settings,
+    loki_url_credentials,
+    mask_url,
+)
+from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, field_key
 from runtime_logging.sinks._queue import QueuedSink
 
 PUSH_PATH = "/loki/api/v1/push"
@@ -50,12 +58,11 @@ PUSH_PATH = "/loki/api/v1/push"
 LOKI_MAX_LINE_BYTES = 256 * 1024
 
 #: The shortest ``loki_max_line_bytes``: room for the standard keys.
-MIN_LINE_BYTES = 1024
+MIN_LINE_BYTES = LOKI_MIN_LINE_BYTES
 
 #: The longest wait between two attempts of one push, ``Retry-After`` included.
 MAX_RETRY_WAIT = 300.0
 
-_EXCEPTION_MESSAGE_CHARS = 1000
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 
 
@@ -104,7 +111,8 @@ class LokiSink(QueuedSink):
         """Push to the Loki at *url* (its base URL, or the push URL itself).
 
         Args:
-            url: ``http://host:3100`` or ``https://host/loki/api/v1/push``.
+            url: ``http://host:3100`` or ``https://host/loki/api/v1/push``;
+                a ``user:password@`` in it is sent as basic authentication.
             labels: the event fields that make a stream's labels.
             metadata: event fields also sent as structured metadata.
             tenant: the ``X-Scope-OrgID`` header, when not empty.
@@ -132,7 +140,13 @@ class LokiSink(QueuedSink):
             min_level=min_level,
         )
         base = url.rstrip("/")
-        self.url = base if base.endswith(PUSH_PATH) else base + PUSH_PATH
+        push_url = base if base.endswith(PUSH_PATH) else base + PUSH_PATH
+        #: The push URL as reports show it: user-info masked.
+        self.url = mask_url(push_url)
+        credentials = loki_url_credentials(push_url)
+        if credentials is not None:
+            username, password, push_url = credentials
+        self._connection = _Connection(push_url)
         self.labels = tuple(labels)
         self.metadata = tuple(metadata)
         self.max_line_bytes = max_line_bytes
@@ -144,38 +158,10 @@ class LokiSink(QueuedSink):
         self._keep = self.labels + self.metadata
         self._headers = _headers(tenant, username, password, token)
         self._last_time: dict[tuple[tuple[str, str], ...], int] = {}
-        self._pool = _pool()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LokiSink:
-        """The sink the ``loki_*`` settings describe."""
-        if settings.loki_token and (settings.loki_username or settings.loki_password):
-            raise ConfigurationError(
-                "`loki_token` and `loki_username`/`loki_password` are both set; "
-                "Loki takes one kind of authentication: unset one of them."
-            )
-        if bool(settings.loki_username) != bool(settings.loki_password):
-            raise ConfigurationError(
-                "`loki_username` and `loki_password` go together; set both "
-                "for basic authentication, or neither."
-            )
-        if settings.loki_max_line_bytes < MIN_LINE_BYTES:
-            raise ConfigurationError(
-                f"`loki_max_line_bytes` is {settings.loki_max_line_bytes!r}; a "
-                f"line needs at least {MIN_LINE_BYTES} bytes for its standard "
-                "keys: set it between that and Loki's `max_line_size`."
-            )
-        if settings.loki_batch_bytes < 1:
-            raise ConfigurationError(
-                f"`loki_batch_bytes` is {settings.loki_batch_bytes!r}; set a push "
-                "size of at least 1 byte, such as '1MB'."
-            )
-        overlap = set(settings.loki_labels) & set(settings.loki_metadata)
-        if overlap:
-            raise ConfigurationError(
-                f"`loki_metadata` repeats the labels {sorted(overlap)!r}; a field "
-                "is a label or structured metadata, not both: remove it from one."
-            )
+        """The sink the ``loki_*`` settings describe (checked by `load_settings`)."""
         return cls(
             settings.loki_url,
             labels=settings.loki_labels,
@@ -210,7 +196,7 @@ class LokiSink(QueuedSink):
     def deliver(self, batch: Sequence[LogEvent]) -> int:
         """Push *batch* as one request, retrying while Loki is unavailable."""
         body = gzip.compress(self._encode(batch), compresslevel=1)
-        return len(batch) if self._push(body, len(batch)) else 0
+        return len(batch) if self._push(body) else 0
 
     def _encode(self, batch: Sequence[LogEvent]) -> bytes:
         streams: dict[tuple[tuple[str, str], ...], list[LogEvent]] = {}
@@ -252,15 +238,18 @@ class LokiSink(QueuedSink):
                 return b'["%d",%b,%b]' % (time_ns, text, orjson.dumps(found))
         return b'["%d",%b]' % (time_ns, text)
 
-    def _push(self, body: bytes, count: int) -> bool:
+    def _push(self, body: bytes) -> bool:
         attempt = 0
         while True:
             status, wait, detail = self._post(body)
             if status is not None and 200 <= status < 300:
                 self._recovered()
                 return True
+            if self._closed:
+                return False  # close() gave up on it: counted and told there
             if status is not None and status != 429 and status < 500:
-                self._failed("push", f"{detail}; {count} events dropped")
+                # Told with the count of events it dropped, once.
+                self._failed("push", f"{detail}; not retried", report=False)
                 return False
             self._failed("push", f"{detail}; will retry")
             if wait is None:
@@ -268,8 +257,7 @@ class LokiSink(QueuedSink):
                 wait = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter
             attempt += 1
             if not self.pause(wait):
-                self._failed("push", f"no time left at exit; {count} events dropped")
-                return False
+                return False  # close() counts and tells the batch as dropped
 
     def _post(self, body: bytes) -> tuple[int | None, float | None, str]:
         """Send one request: its status, the wait Loki asked for, and a detail."""
@@ -278,73 +266,231 @@ class LokiSink(QueuedSink):
         if left is not None:
             connect, read = (max(0.01, min(t, left)) for t in (connect, read))
         try:
-            response = self._pool.request(
-                "POST",
-                self.url,
-                body=body,
-                headers=self._headers,
-                timeout=urllib3.Timeout(connect=connect, read=read),
-                retries=False,
-                redirect=False,
-            )
+            response = self._connection.post(body, self._headers, connect, read)
         except (urllib3.exceptions.HTTPError, OSError) as error:
             return None, None, f"POST {self.url} failed: {error!r}"
         text = response.data[:200].decode("utf-8", "replace").strip()
         wait = _retry_after(response.headers.get("Retry-After"))
         return response.status, wait, f"Loki answered {response.status}: {text}"
 
+    def interrupt(self) -> None:
+        """Close the connection: a push waiting on it fails at once."""
+        self._connection.close()
+
     def close(self, timeout: float | None = None) -> None:
-        """Drain within *timeout*, stop, and close the idle connections."""
+        """Drain within *timeout*, stop, and close the connection."""
         super().close(timeout)
-        self._pool.clear()
+        self._connection.close()
 
     def after_fork(self) -> None:
-        """Use new connections in a forked child: the parent's are shared."""
+        """Use a new connection in a forked child: the parent's is shared."""
         super().after_fork()
         self.truncated = 0
-        self._pool = _pool()
+        self._connection = _Connection(self._connection.url)
+
+
+class _Connection:
+    """The one keep-alive connection to Loki, which `close` ends at once.
+
+    A push blocked on it (a hung Loki) fails as soon as it is closed: the
+    socket is shut down under the push, which closes it as it fails.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = urllib3.util.parse_url(url)
+        self._https = parsed.scheme == "https"
+        self._host = parsed.host or ""
+        self._port = parsed.port
+        self._path = parsed.request_uri
+        self._lock = threading.Lock()
+        self._open: urllib3.connection.HTTPConnection | None = None
+        self._busy = False
+        self._closed = False
+
+    def post(
+        self, body: bytes, headers: Mapping[str, str], connect: float, read: float
+    ) -> urllib3.BaseHTTPResponse:
+        """POST *body*; the answer, read whole."""
+        with self._lock:
+            self._check_open()
+            connection = self._open
+            if connection is None or not connection.is_connected:
+                if connection is not None:
+                    connection.close()
+                kind = (
+                    urllib3.connection.HTTPSConnection
+                    if self._https
+                    else urllib3.connection.HTTPConnection
+                )
+                connection = self._open = kind(self._host, self._port)
+            self._busy = True
+        try:
+            if connection.sock is None:
+                connection.timeout = connect
+                connection.connect()
+            with self._lock:  # closed while connecting: no socket to shut down
+                self._check_open()
+            connection.timeout = read
+            connection.request("POST", self._path, body=body, headers=headers)
+            response = connection.getresponse()
+        except BaseException:
+            self._done(connection, failed=True)
+            raise
+        self._done(connection, failed=False)
+        return response
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionAbortedError("the sink is closed")
+
+    def _done(
+        self, connection: urllib3.connection.HTTPConnection, *, failed: bool
+    ) -> None:
+        with self._lock:
+            self._busy = False
+            if failed or self._closed:
+                connection.close()
+                if self._open is connection:
+                    self._open = None
+
+    def close(self) -> None:
+        """Close the connection, or shut down its socket under a push."""
+        with self._lock:
+            self._closed = True
+            connection = self._open
+            if connection is None:
+                return
+            if not self._busy:
+                connection.close()
+                self._open = None
+            elif connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)
 
 
 def truncate_line(line: bytes, limit: int) -> bytes:
     """A valid JSON line of at most *limit* bytes standing in for *line*.
 
-    It keeps the standard keys with the start of the event, the exception's
-    type and message, and says ``"truncated": true`` and ``"original_bytes"``.
+    Its small values stay as they are; only the values longer than one
+    length, the longest that fits, are cut to it: a string keeps its start,
+    the exception its type, message and frames within that length, another
+    value the start of its JSON text. ``"truncated": true``,
+    ``"original_bytes"`` and ``"truncated_fields"`` (the keys cut) say so.
+    Should the keys alone not fit, the last fields go, counted in
+    ``"dropped_fields"``.
     """
     try:
-        fields = orjson.loads(line)
+        record = orjson.loads(line)
     except orjson.JSONDecodeError:
-        fields = {"event": line.decode("utf-8", "replace")}
-    if not isinstance(fields, dict):
-        fields = {"event": str(fields)}
-    event = str(fields.get("event", ""))
-    kept = {key: fields[key] for key in STANDARD_KEYS + TRACE_KEYS if key in fields}
-    kept.update(truncated=True, original_bytes=len(line))
-    exception = fields.get("exception")
-    if isinstance(exception, dict):
-        kept["exception"] = {
-            "type": str(exception.get("type", "")),
-            "message": str(exception.get("message", ""))[:_EXCEPTION_MESSAGE_CHARS],
-            "frames": [],
+        record = {"event": line.decode("utf-8", "replace")}
+    if not isinstance(record, dict):
+        record = {"event": str(record)}
+    for key in _MARKER_KEYS:  # the event's own field of that name stays
+        if key in record:
+            record[field_key(key, record.keys() | _MARKER_KEYS)] = record.pop(key)
+    marker: dict[str, object] = {"truncated": True, "original_bytes": len(line)}
+    rendered = _fitting(_Cuttable(record), marker, limit)
+    if rendered is not None:
+        return rendered
+    # Too many keys even with the long values cut: keep the most that fit.
+    droppable = [key for key in record if key not in _KEPT_KEYS]
+    best = orjson.dumps(marker)
+    low, high = 0, len(droppable) - 1
+    while low <= high:
+        kept = (low + high) // 2
+        gone = set(droppable[kept:])
+        fewer = {key: value for key, value in record.items() if key not in gone}
+        attempt = _fitting(
+            _Cuttable(fewer), {**marker, "dropped_fields": len(gone)}, limit
+        )
+        if attempt is None:
+            high = kept - 1
+        else:
+            best, low = attempt, kept + 1
+    return best
+
+
+_MARKER_KEYS = frozenset(
+    {"truncated", "original_bytes", "truncated_fields", "dropped_fields"}
+)
+#: Keys a stand-in keeps, whatever it drops.
+_KEPT_KEYS = frozenset(STANDARD_KEYS + TRACE_KEYS)
+#: Values never cut while they are this short: the schema fixes their form.
+_WHOLE_KEYS = frozenset({"timestamp", "level", "pid"})
+_WHOLE_BYTES = 64
+
+
+class _Cuttable:
+    """A record's values and their JSON sizes, to cut all to one length."""
+
+    def __init__(self, record: dict[str, object]) -> None:
+        self.record = record
+        self.sizes = {key: len(orjson.dumps(value)) for key, value in record.items()}
+        self.longest = max(self.sizes.values(), default=0)
+        self._encoded: dict[str, bytes] = {}
+
+    def cut(self, length: int) -> tuple[dict[str, object], list[str]]:
+        """The record with every value over *length* bytes cut; the keys cut."""
+        shown: dict[str, object] = {}
+        cut = []
+        for key, value in self.record.items():
+            size = self.sizes[key]
+            if size <= length or (key in _WHOLE_KEYS and size <= _WHOLE_BYTES):
+                shown[key] = value
+                continue
+            cut.append(key)
+            if key == "exception" and isinstance(value, dict):
+                shown[key] = self._exception(value, length)
+            else:
+                shown[key] = self._start(key, value, length)
+        return shown, cut
+
+    def _start(self, key: str, value: object, length: int) -> str:
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            encoded = self._encoded[key] = text.encode("utf-8", "replace")
+        return encoded[: max(0, length - 2)].decode("utf-8", "ignore")
+
+    @staticmethod
+    def _exception(exception: dict[str, object], length: int) -> dict[str, object]:
+        share = max(0, length // 3)
+        frames = exception.get("frames")
+        kept: list[object] = []
+        if isinstance(frames, list):  # the innermost frames, where it was raised
+            room = share
+            for frame in reversed(frames):
+                room -= len(orjson.dumps(frame)) + 1
+                if room < 0:
+                    break
+                kept.insert(0, frame)
+        return {
+            "type": _cut(str(exception.get("type", "")), share),
+            "message": _cut(str(exception.get("message", "")), share),
+            "frames": kept,
         }
 
-    budget = limit
-    while True:
-        kept["event"] = _cut(event, budget)
-        rendered = orjson.dumps(kept)
-        if len(rendered) <= limit:
-            return rendered
-        if not kept["event"]:
-            break
-        budget -= len(rendered) - limit + 16
 
-    # Even the standard keys are too long (a huge logger name): shorten them.
-    kept.pop("exception", None)
-    short = {k: _cut(v, 64) if isinstance(v, str) else v for k, v in kept.items()}
-    rendered = orjson.dumps(short)
-    if len(rendered) <= limit:
-        return rendered
-    return orjson.dumps({"truncated": True, "original_bytes": len(line)})
+def _fitting(values: _Cuttable, marker: dict[str, object], limit: int) -> bytes | None:
+    """The record cut to the longest length that fits in *limit*, or None."""
+
+    def render(length: int) -> bytes:
+        shown, cut = values.cut(length)
+        return orjson.dumps({**shown, **marker, "truncated_fields": cut})
+
+    low, high = 0, values.longest
+    best = render(low)
+    if len(best) > limit:
+        return None
+    while low < high:  # the size grows with the length: bisect it
+        middle = (low + high + 1) // 2
+        rendered = render(middle)
+        if len(rendered) <= limit:
+            low, best = middle, rendered
+        else:
+            high = middle - 1
+    return best
 
 
 def _json_string(line: bytes) -> bytes:
@@ -409,7 +555,3 @@ def _headers(tenant: str, username: str, password: str, token: str) -> dict[str,
         pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         headers["Authorization"] = f"Basic {pair}"
     return headers
-
-
-def _pool() -> urllib3.PoolManager:
-    return urllib3.PoolManager(num_pools=2, maxsize=1)
