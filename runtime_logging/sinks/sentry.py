@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import re
 import socket
 import sys
 import time
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import LogEvent, internal_thread, level_name
-from runtime_logging.config import LEVELS, Settings
+from runtime_logging.config import LEVELS, Settings, mask_url
 from runtime_logging.errors import ConfigurationError, MissingExtraError
 from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, TRAILING_KEYS
@@ -95,7 +94,7 @@ def check_dsn(dsn: str) -> None:
     try:
         Dsn(dsn)
     except BadDsn as error:
-        shown = re.sub(r"//[^@/]+@", "//********@", dsn)
+        shown = mask_url(dsn)
         raise ConfigurationError(
             f"`sentry_dsn` is {shown!r}, which sentry-sdk refuses ({error}); "
             "copy the DSN from the Sentry project's Client Keys page, such as "
