@@ -29,6 +29,7 @@ MAX_DEPTH = 32
 NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _default(value: Any) -> Any:
@@ -41,6 +42,8 @@ def _default(value: Any) -> Any:
         return bytes(value).decode("utf-8", "backslashreplace")
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, (PurePath, BaseException)):
         return str(value)
     return repr(value)
@@ -49,7 +52,7 @@ def _default(value: Any) -> Any:
 def _has_non_finite(value: object, depth: int = 0) -> bool:
     """Whether *value* holds a NaN or an infinity wherever orjson would look."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind in _SCALARS:
         return False
     if isinstance(value, float):
         return not math.isfinite(value)
@@ -181,8 +184,10 @@ def dumps_line(event: Mapping[str, Any], plain: bool = False) -> bytes:
     except Exception:
         return _dumps_rebuilt(event)
     # orjson writes NaN and infinities as null: without a null, there are none.
-    if b"null" in line and _has_non_finite(event):
-        return _dumps_rebuilt(event)
+    if b"null" in line:
+        for value in event.values():
+            if type(value) not in _SCALARS and _has_non_finite(value):
+                return _dumps_rebuilt(event)
     return line
 
 

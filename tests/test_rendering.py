@@ -9,6 +9,7 @@ import enum
 import io
 import logging
 import sys
+import types
 import uuid
 
 import pytest
@@ -286,6 +287,8 @@ class TestValuesOrjsonGetsWrong:
             (Ratio("nan"), "NaN"),
             (Ratio("inf"), "Infinity"),
             (Ratio("1.5"), 1.5),
+            (types.MappingProxyType({"a": float("inf")}), {"a": "Infinity"}),
+            (types.MappingProxyType({"a": 1}), {"a": 1}),
             ([Ratio("-inf"), {"k": (Reading(float("nan")),)}], None),
         ],
     )
