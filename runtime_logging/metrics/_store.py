@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
+import functools
 import glob
 import os
 import re
@@ -128,11 +129,10 @@ class Recorder:
         series[index] += 1.0
         series[-1] += value
         if self.directory is not None:
+            bucket_sample, sum_sample = _histogram_samples(family)
             bucket = _bucket_names(family)[index]
-            self._write(
-                family, family.name + "_bucket", (*labels, bucket), series[index]
-            )
-            self._write(family, family.name + "_sum", labels, series[-1])
+            self._write(family, bucket_sample, (*labels, bucket), series[index])
+            self._write(family, sum_sample, labels, series[-1])
 
     def count_error_unlocked(
         self, family: Family, error_type: str, severity: str, second: int
@@ -233,7 +233,14 @@ class Recorder:
             self._keys.clear()
 
 
+@functools.lru_cache(maxsize=256)
+def _histogram_samples(family: Family) -> tuple[str, str]:
+    return family.name + "_bucket", family.name + "_sum"
+
+
+@functools.lru_cache(maxsize=256)
 def _bucket_names(family: Family) -> tuple[str, ...]:
+    # Cached: a histogram update in a metrics directory names its bucket.
     return (*map(floatToGoString, family.buckets), "+Inf")
 
 
