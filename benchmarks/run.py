@@ -41,6 +41,8 @@ MB = 1000**2
 FILTERED_FACTOR = 10
 #: One latency call in this many logs an error.
 ERROR_EVERY = 1000
+#: Calls in an error-only latency run, as CASES.md C13 makes them.
+ERROR_RUN = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,13 +137,14 @@ def _percentile(ordered: list[int], fraction: float) -> float:
 
 
 def latency_trial(
-    directory: Path, calls: int, network: dict[str, str]
+    directory: Path, calls: int, network: dict[str, str], *, errors_only: bool
 ) -> tuple[list[int], list[str]]:
     """Per-call times of runtime_logging; one call in `ERROR_EVERY` is an error.
 
     Errors are what Sentry sends, so some are needed for a hung Sentry to
     matter; at one in a thousand, p99 is the cost of an ordinary line and
-    p99.9 that of an error.
+    p99.9 that of an error. With `errors_only` every call is an error, so
+    p99 is the cost of an error when errors come in a burst.
     """
     import runtime_logging
 
@@ -155,7 +158,8 @@ def latency_trial(
     times = []
     try:
         for number in range(calls):
-            method = log.error if number % ERROR_EVERY == ERROR_EVERY - 1 else log.info
+            error = errors_only or number % ERROR_EVERY == ERROR_EVERY - 1
+            method = log.error if error else log.info
             start = clock()
             method(MESSAGE, **FIELDS)
             times.append(clock() - start)
@@ -167,8 +171,17 @@ def latency_trial(
 
 
 def latency(size: Size, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """p50, p99, p99.9 with the file sink alone and with Sentry and Loki hung."""
-    pooled: dict[str, list[int]] = {"file": [], "hung": []}
+    """p50, p99, p99.9 with the file sink alone and with Sentry and Loki hung.
+
+    Each as a mix (one error in `ERROR_EVERY` calls) and as error-only runs
+    of `ERROR_RUN` calls; the ``_errors`` keys hold the latter.
+    """
+    pooled: dict[str, list[int]] = {
+        "file": [],
+        "hung": [],
+        "file_errors": [],
+        "hung_errors": [],
+    }
     sinks: dict[str, list[str]] = {}
     with hung_server() as sentry, hung_server() as loki:
         network = {
@@ -180,13 +193,16 @@ def latency(size: Size, work: Path, say: Callable[[str], None]) -> dict[str, Any
         }
         for round_number in range(size.latency_rounds):
             for variant in ("file", "hung") if round_number % 2 else ("hung", "file"):
-                times, names = latency_trial(
-                    work / f"latency-{variant}-{round_number}",
-                    size.latency_calls,
-                    network[variant],
-                )
-                pooled[variant].extend(times)
-                sinks[variant] = names
+                for errors_only in (False, True):
+                    key = f"{variant}_errors" if errors_only else variant
+                    times, names = latency_trial(
+                        work / f"latency-{key}-{round_number}",
+                        ERROR_RUN if errors_only else size.latency_calls,
+                        network[variant],
+                        errors_only=errors_only,
+                    )
+                    pooled[key].extend(times)
+                    sinks[key] = names
         say("  latency done")
     result = {}
     for variant, times in pooled.items():
@@ -301,12 +317,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 False,
             )
         else:
-            ratio = lat["hung"]["p99_ns"] / lat["file"]["p99_ns"]
+            # Judged on the worse of the mix and the error-only runs.
+            mixed = lat["hung"]["p99_ns"] / lat["file"]["p99_ns"]
+            errors = lat["hung_errors"]["p99_ns"] / lat["file_errors"]["p99_ns"]
+            worse = max(mixed, errors)
             target(
                 "T6",
                 "p99 with Sentry and Loki hung <= 1.5 x file alone",
-                f"{ratio:.2f} x",
-                ratio <= 1.5,
+                f"{worse:.2f} x (mix {mixed:.2f} x, errors only {errors:.2f} x)",
+                worse <= 1.5,
             )
     mem = results.get("memory")
     if mem:
@@ -369,18 +388,23 @@ def report(results: dict[str, Any]) -> str:
     )
     lat = results.get("latency")
     if lat:
-        out.append("")
-        out.append(
-            f"{'caller-side latency (ns)':<52} {'p50':>10} {'p99':>11} {'p99.9':>8}"
-        )
+        labels = {}
         for variant, row in lat.items():
             label = f"runtime_logging, sinks: {', '.join(row['sinks'])}"
-            if variant == "hung":
+            if variant.startswith("hung"):
                 label += " (hung)"
-            out.append(
-                f"{label:<52} {row['p50_ns']:>10.0f} {row['p99_ns']:>11.0f} "
-                f"{row['p999_ns']:>8.0f}"
-            )
+            if variant.endswith("_errors"):
+                label += f", {ERROR_RUN} errors"
+            labels[variant] = label
+        width = max(52, *map(len, labels.values()))
+        out.append("")
+        title = "caller-side latency (ns)"
+        out.append(f"{title:<{width}} {'p50':>10} {'p99':>11} {'p99.9':>8}")
+        out.extend(
+            f"{labels[variant]:<{width}} {row['p50_ns']:>10.0f} "
+            f"{row['p99_ns']:>11.0f} {row['p999_ns']:>8.0f}"
+            for variant, row in lat.items()
+        )
     start = results.get("startup")
     if start:
         out.append("")
