@@ -74,6 +74,8 @@ class _Unconfigured:
         from runtime_logging.sinks.console import render_pretty  # noqa: PLC0415
 
         try:
+            if event is None:
+                event = kw.pop("event", None)
             message = "" if event is None else str(event)
             fields = {**bound, **kw}
             if args:
@@ -151,44 +153,48 @@ class Logger(structlog.BoundLoggerBase):
         """The logger's name, written as ``logger`` on every line."""
         return self._logger
 
-    def debug(self, event: object = None, *args: Any, **kw: Any) -> None:
+    def debug(self, event: object = None, /, *args: Any, **kw: Any) -> None:
         """Log at DEBUG."""
         if active.min_level <= 10 and active.pipeline.thresholds[self._logger] <= 10:
             active.pipeline.log(self._logger, 10, event, args, self._context, kw)
 
-    def info(self, event: object = None, *args: Any, **kw: Any) -> None:
+    def info(self, event: object = None, /, *args: Any, **kw: Any) -> None:
         """Log at INFO."""
         if active.min_level <= 20 and active.pipeline.thresholds[self._logger] <= 20:
             active.pipeline.log(self._logger, 20, event, args, self._context, kw)
 
-    def warning(self, event: object = None, *args: Any, **kw: Any) -> None:
+    def warning(self, event: object = None, /, *args: Any, **kw: Any) -> None:
         """Log at WARNING."""
         if active.min_level <= 30 and active.pipeline.thresholds[self._logger] <= 30:
             active.pipeline.log(self._logger, 30, event, args, self._context, kw)
 
     warn = warning
 
-    def error(self, event: object = None, *args: Any, **kw: Any) -> None:
+    def error(self, event: object = None, /, *args: Any, **kw: Any) -> None:
         """Log at ERROR."""
         if active.min_level <= 40 and active.pipeline.thresholds[self._logger] <= 40:
             active.pipeline.log(self._logger, 40, event, args, self._context, kw)
 
-    def exception(self, event: object = None, *args: Any, **kw: Any) -> None:
+    def exception(self, event: object = None, /, *args: Any, **kw: Any) -> None:
         """Log at ERROR with the exception being handled."""
         if active.min_level <= 40 and active.pipeline.thresholds[self._logger] <= 40:
             kw.setdefault("exc_info", True)
             active.pipeline.log(self._logger, 40, event, args, self._context, kw)
 
-    def critical(self, event: object = None, *args: Any, **kw: Any) -> None:
+    def critical(self, event: object = None, /, *args: Any, **kw: Any) -> None:
         """Log at CRITICAL."""
         if active.min_level <= 50 and active.pipeline.thresholds[self._logger] <= 50:
             active.pipeline.log(self._logger, 50, event, args, self._context, kw)
 
     fatal = critical
 
-    def log(self, level: int, event: object = None, *args: Any, **kw: Any) -> None:
+    def log(
+        self, level: object = None, event: object = None, /, *args: Any, **kw: Any
+    ) -> None:
         """Log at the numeric *level* (or a level's name)."""
         if type(level) is not int:
+            if level is None and "level" in kw:
+                level = kw.pop("level")
             level = _level_number(level, kw)
         if (
             active.min_level <= level

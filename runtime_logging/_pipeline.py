@@ -281,6 +281,8 @@ class Pipeline:
             if type(event) is str:
                 message = event
             else:
+                if event is None:  # info(event="...") as structlog allows
+                    event = kw.pop("event", None)
                 message = "" if event is None else str(event)
             template = None
             if args:

@@ -482,6 +482,43 @@ class TestStackInfo:
         assert "field_stack" not in line
 
 
+class TestFieldsNamedLikeParameters:
+    """Keywords named like the methods' own parameters are fields, not errors."""
+
+    @pytest.mark.parametrize("method", ["debug", "info", "warning", "error"])
+    def test_event_self_and_level_keywords(self, log_file, method):
+        """`event=`, `self=`, `level=` next to a message: kept under their names."""
+        log = log_file.service.get_logger("x")
+
+        getattr(log, method)("m", event="E", self="S", level="L")
+        log.log(30, "m", event="E", self="S", level="L")
+
+        for line in log_file.lines():
+            assert line["event"] == "m"
+            assert line["field_event"] == "E"
+            assert line["self"] == "S"
+            assert line["field_level"] == "L"
+
+    def test_message_and_level_by_keyword(self, log_file):
+        """Without the positional message or level, the keywords give them."""
+        log = log_file.service.get_logger("x")
+
+        log.info(event="by keyword", a=1)
+        log.log(level=40, event="both by keyword")
+        try:
+            raise OSError("disk")
+        except OSError:
+            log.exception(event="exception by keyword")
+
+        first, second, third = log_file.lines()
+        assert (first["event"], first["a"]) == ("by keyword", 1)
+        assert (second["event"], second["level"]) == ("both by keyword", "error")
+        assert (third["event"], third["exception"]["type"]) == (
+            "exception by keyword",
+            "OSError",
+        )
+
+
 LEVELS_ODD = [100, 60, 51, 25, 1, 0, -5, "info", "WARNING", "nonsense", 2.5, None]
 
 
