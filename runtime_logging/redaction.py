@@ -5,9 +5,13 @@ Sentry sink to what sentry-sdk gathers on its own.
 
 Two rules:
 
-- a *key* whose name, with case and separators folded (``api_key``,
-  ``api-key``, ``apiKey``, ``X-Api-Key`` are all ``apikey`` at the end),
-  ends in a sensitive word has its whole value replaced, at any depth;
+- a *key* is secret, its whole value replaced at any depth, when its name
+  with case, digits and separators folded (``api_key``, ``api-key``,
+  ``apiKey``, ``X-Api-Key`` are all ``apikey`` at the end) ends in a
+  sensitive word, or when one of its words (``secret_value``,
+  ``password_hash``, ``passwords``) is one of the words that are secret
+  wherever they stand, or its last word is a short one (``pass``, ``pw``,
+  ``otp``, ``pin``);
 - a *string* anywhere (the message, field values, exception messages,
   local variables, bytes read as UTF-8) has the secret parts of recognisable
   patterns replaced: bearer and basic credentials, JWTs, secret header
@@ -20,6 +24,10 @@ usage``, ``author``) are left alone: a scheme's credential must look
 generated, a Basic one must decode to ``user:password``. A string with none
 of the trigger characters is returned untouched without running a pattern.
 
+Values of other types (exceptions, sets, dataclasses, enums, any object)
+are first turned into what the JSON encoder writes for them, so the text
+looked at is the text written.
+
 A replacement is the marker ``[REDACTED:<what>]``. Containers the caller
 passed are never changed: a changed one is copied.
 """
@@ -28,9 +36,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from runtime_logging._encoding import to_jsonable
 
 MARKER = "[REDACTED:{}]"
 
@@ -57,15 +68,29 @@ DEFAULT_KEYS = frozenset(
         "credential",
         "credentials",
         "accesskey",
+        "masterkey",
+        "sshkey",
+        "hmackey",
         "signature",
         "jwt",
         "dsn",
     }
 )
 
+#: Words that make a key secret wherever they stand in it, a plural too:
+#: ``secret_value``, ``password_hash``, ``passwords``.
+DEFAULT_WORDS = frozenset(
+    {"password", "passwd", "passphrase", "secret", "credential", "privatekey"}
+)
+#: Short words that make a key secret only as its last word: ``db_pass``,
+#: ``pw``, ``otp``, ``pin`` (not ``bypass_cache`` or ``pinned``).
+DEFAULT_LAST_WORDS = frozenset({"pass", "pw", "pwd", "otp", "pin", "totp"})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+
 _SENSITIVE_PARAMS = (
     r"access_?token|refresh_?token|id_?token|token|code|api_?key|apikey|key|secret|"
-    r"client_?secret|password|passwd|pwd|sig|signature|session|sessionid|auth|jwt"
+    r"client_?secret|password|passwd|pwd|sig|signature|session|sessionid|auth|jwt|"
+    r"x-amz-signature|x-amz-security-token|x-goog-signature|x-goog-credential"
 )
 _PAIR_KEYS = (
     r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|"
@@ -131,13 +156,25 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
         re.compile(r"(?i)\b(bearer|basic|token|digest)(\s+)([\w.~+/=-]{4,})"),
         _credentials,
     ),
-    ("url credentials", re.compile(r"(://[^/\s:@]*:)[^/\s@]+(@)"), r"\1{m}\2"),
+    # Up to the last ``@`` of the authority: a password may hold one.
+    ("url credentials", re.compile(r"(://[^/\s:@]*:)[^/?#\s]+(@)"), r"\1{m}\2"),
+    (
+        "url token",
+        # A token as the whole user-info (``https://ghp_x1@github.com``); a
+        # user name (``git@``, ``deploy@``) has no digits or symbols.
+        re.compile(r"(://)([^/?#\s:@]+)(@)"),
+        lambda m: (
+            f"{m[1]}{MARKER.format('url credentials')}{m[3]}"
+            if _looks_generated(m[2])
+            else m[0]
+        ),
+    ),
     (
         "query",
-        # A parameter after ``?``, ``&`` or ``;``, or at the start of a bare
-        # query string (``code=abc&x=1``, as Sentry keeps it).
+        # A parameter after ``?``, ``&``, ``;`` or a fragment's ``#``, or at
+        # the start of a bare query string (``code=abc&x=1``, as Sentry keeps it).
         re.compile(
-            rf"(?i)((?:[?&;]|^(?=\S*$))(?:{_SENSITIVE_PARAMS})=)"
+            rf"(?i)((?:[?&;#]|^(?=\S*$))(?:{_SENSITIVE_PARAMS})=)"
             r"(?!\[REDACTED)[^&#\s\"']+"
         ),
         r"\1{m}",
@@ -169,6 +206,7 @@ _HINTS = {
     "header": ("authorization", "cookie", "x-api-key", "x-auth-token"),
     "credentials": ("bearer", "basic", "token", "digest"),
     "url credentials": ("@",),
+    "url token": ("@",),
     "query": ("=",),
     "access key": (
         "akia",
@@ -197,7 +235,7 @@ _TRIGGER = re.compile(
     r"[=:@]|eyJ|-----BEGIN|AKIA|ASIA|AGPA|AIDA|AIza|gh[pousr]_|github_pat_|xox|"
     r"_live_|(?i:bearer|basic|token|digest)\s"
 )
-_FOLD = re.compile(r"[^a-z0-9]")
+_FOLD = re.compile(r"[^a-z]")
 #: Messages remembered with their redacted form; most are constant per call.
 _MESSAGE_CACHE_SIZE = 4096
 _SKIP_KEYS = frozenset(
@@ -246,7 +284,7 @@ def may_hold_secret(text: str) -> bool:
 
 
 def fold_key(name: str) -> str:
-    """*name* lower-cased with every separator removed: ``X-Api-Key`` -> ``xapikey``."""
+    """*name* lower-cased, digits and separators removed: ``Api-Key2`` -> ``apikey``."""
     return _FOLD.sub("", name.lower())
 
 
@@ -261,10 +299,13 @@ class RedactionPolicy:
         defaults: bool = True,
     ) -> None:
         """Redact the default key endings plus *keys*, minus *allow_keys*."""
+        allowed = {fold_key(k) for k in allow_keys}
         base = set(DEFAULT_KEYS) if defaults else set()
         base |= {fold_key(k) for k in keys}
-        base -= {fold_key(k) for k in allow_keys}
-        self.keys = frozenset(base)
+        self.keys = frozenset(base - allowed)
+        self._words = (DEFAULT_WORDS - allowed) if defaults else frozenset()
+        self._last_words = (DEFAULT_LAST_WORDS - allowed) if defaults else frozenset()
+        self._allowed = frozenset(allowed)
         self._key_cache: dict[str, bool] = {}
         self._messages: dict[str, str] = {}
         #: Keys known not to be secret: an event whose keys are all here
@@ -287,13 +328,31 @@ class RedactionPolicy:
             return False
         known = self._key_cache.get(name)
         if known is None:
-            folded = fold_key(name)
-            known = any(folded.endswith(word) for word in self.keys) and folded != ""
+            known = self._is_secret_name(name)
             if len(self._key_cache) < 10_000:
                 self._key_cache[name] = known
                 if not known:
                     self._plain_keys.add(name)
         return known
+
+    def _is_secret_name(self, name: str) -> bool:
+        folded = fold_key(name)
+        if not folded or folded in self._allowed:
+            return False
+        if folded.endswith("s") and not folded.endswith("tokens"):
+            # A plural (``api_keys``); not ``tokens``: ``max_tokens`` is a count.
+            folded = folded[:-1]
+        if any(folded.endswith(word) for word in self.keys):
+            return True
+        words = [word.lower() for word in _WORD.findall(name)]
+        if words and words[-1] in self._last_words:
+            return True
+        # A word alone or two joined (``private_key``), a plural ``s`` off.
+        words += ["".join(pair) for pair in itertools.pairwise(words)]
+        return any(
+            word in self._words or (word[-1:] == "s" and word[:-1] in self._words)
+            for word in words
+        )
 
     def redact_text(self, text: str) -> str:
         """*text* with the secret part of every recognised pattern replaced."""
@@ -316,7 +375,7 @@ class RedactionPolicy:
             text = value.decode("utf-8", "backslashreplace")
             redacted = self.redact_text(text)
             return value if redacted is text else redacted
-        if depth > 32:
+        if kind is int or kind is float or kind is bool or value is None or depth > 32:
             return value
         if kind is dict or isinstance(value, Mapping):
             changed = False
@@ -338,7 +397,9 @@ class RedactionPolicy:
             if any(new is not old for new, old in zip(items, value, strict=True)):
                 return items if kind is list else tuple(items)
             return value
-        return value
+        # The encoder would turn it into text (an exception, a set, an enum, a
+        # dataclass, any object's repr): redact that text, the one written.
+        return self.redact_value(to_jsonable(value), depth + 1)
 
     def __call__(self, fields: dict[str, Any], level: int) -> dict[str, Any]:
         """The pipeline step: redact every field of the event but the fixed ones."""

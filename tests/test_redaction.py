@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import enum
 import io
 import logging
 
@@ -53,6 +55,25 @@ KEYS = [
     "signature",
     "auth",
     "X-Auth-Token",
+    "SECRET_KEY",
+    "secretKey",
+    "passwords",
+    "secrets",
+    "secret_value",
+    "api_secret_value",
+    "encryption_key",
+    "signing_key",
+    "master_key",
+    "ssh_key",
+    "password2",
+    "password_hash",
+    "pass",
+    "db_pass",
+    "pw",
+    "otp",
+    "pin",
+    "refresh_token",
+    "api_keys",
 ]
 
 BASIC = base64.b64encode(f"admin:{secret(900)}".encode()).decode()
@@ -60,6 +81,24 @@ JWT = (
     f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ{secret(901)}In0.{secret(902)}sig"
 )
 AWS = "AKIAZQ903XW7KQAAAAAA"
+
+
+class _Note:
+    """An object whose repr, the text the encoder writes, holds a secret."""
+
+    def __repr__(self) -> str:
+        return f"Note(password={secret(140)})"
+
+
+class _Mode(enum.Enum):
+    CONNECT = f"token={secret(141)}"
+
+
+@dataclasses.dataclass
+class _Login:
+    user: str
+    note: str
+
 
 #: (what, message, fields, the secrets that must not appear).
 TEXT_CASES = [
@@ -145,9 +184,68 @@ TEXT_CASES = [
         {"payload": f"password={secret(123)}".encode()},
         [secret(123)],
     ),
+    (
+        "json in a string",
+        "body",
+        {"body": f'{{"password": "{secret(124)}"}}'},
+        [secret(124)],
+    ),
+    ("header list", "raw", {"h": [("X-Api-Key", secret(125))]}, [secret(125)]),
+    (
+        "exception as a field",
+        "failed",
+        {"err": ValueError(f"token={secret(126)}")},
+        [secret(126)],
+    ),
+    ("set", "set", {"tags": {f"password={secret(127)}"}}, [secret(127)]),
+    ("frozenset", "set", {"tags": frozenset({f"token={secret(128)}"})}, [secret(128)]),
+    ("object repr", "object", {"note": _Note()}, [secret(140)]),
+    ("enum", "enum", {"mode": _Mode.CONNECT}, [secret(141)]),
+    (
+        "dataclass",
+        "dataclass",
+        {"login": _Login("bob", f"password={secret(142)}")},
+        [secret(142)],
+    ),
+    (
+        "exception in a list",
+        "failed",
+        {"errors": [KeyError(f"api_key={secret(143)}")]},
+        [secret(143)],
+    ),
+    (
+        "url token as user-info",
+        f"clone https://ghp_{secret(144)}@github.com/o/r.git",
+        {},
+        [secret(144)],
+    ),
+    (
+        "presigned url",
+        "s3",
+        {"url": f"https://b.s3/k?X-Amz-Signature={secret(145)}&x=1"},
+        [secret(145)],
+    ),
+    (
+        "fragment code",
+        f"back at https://h/cb#code={secret(146)}&s=1",
+        {},
+        [secret(146)],
+    ),
+    (
+        "fragment token",
+        "cb",
+        {"u": f"https://h/#access_token={secret(147)}"},
+        [secret(147)],
+    ),
+    (
+        "password holding @",
+        f"db postgres://user:P@{secret(148)}@db/x",
+        {},
+        [secret(148)],
+    ),
 ]
 KEY_CASES = [
-    (f"key {key}", "keyed", {key: secret(n)}, [secret(n)])
+    (f"key {key}", f"keyed {n}", {key: secret(n)}, [secret(n)])
     for n, key in enumerate(KEYS, start=200)
 ]
 CORPUS = TEXT_CASES + KEY_CASES
@@ -184,6 +282,16 @@ ORDINARY_FIELDS = {
     "session_count": 3,
     "cookie_policy": "strict",
     "url": "https://cdn.example.com/x.zip?version=2",
+    "compass": "north",
+    "bypass_cache": True,
+    "pinned": True,
+    "tokenizer": "bpe",
+    "key_id": "k-1",
+    "keyId": "k-2",
+    "spin_count": 2,
+    "passport_country": "fr",
+    "secretary": "Ann",
+    "mirror": "ssh://git@github.com/o/r.git",
 }
 
 
