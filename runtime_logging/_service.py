@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,12 +22,15 @@ from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import HOOK_POINTS, Pipeline, Processor, Sink
 from runtime_logging.config import LEVELS, Settings, load_settings
 from runtime_logging.errors import ConfigurationError, MissingExtraError
-from runtime_logging.ratelimit import RateLimiter
 from runtime_logging.redaction import RedactionPolicy
 from runtime_logging.sinks import SinkHealth
 from runtime_logging.sinks.console import ConsoleSink
 from runtime_logging.sinks.file import FileSink
-from runtime_logging.sinks.sentry import BeforeSend, SentrySink, check_dsn
+
+if TYPE_CHECKING:
+    # Loaded when configured, not at start-up: see `_build_sinks`.
+    from runtime_logging.ratelimit import RateLimiter
+    from runtime_logging.sinks.sentry import BeforeSend
 
 _lock = threading.RLock()
 _active_service: LoggingService | None = None
@@ -220,6 +223,8 @@ def _build_sinks(
     if settings.loki_url:
         sinks.append(_loki_sink(settings))
     if settings.sentry_dsn:
+        from runtime_logging.sinks.sentry import SentrySink  # noqa: PLC0415
+
         sinks.append(SentrySink(settings, redact, sentry_before_send))
     sinks.extend(extra)
     if settings.metrics:
@@ -337,6 +342,8 @@ def configure_logging(
     hooks = _check_processors(processors)
     extra = _check_sinks(sinks)
     if resolved.sentry_dsn:
+        from runtime_logging.sinks.sentry import check_dsn  # noqa: PLC0415
+
         check_dsn(resolved.sentry_dsn)
     if sentry_before_send is not None and not callable(sentry_before_send):
         raise ConfigurationError(
@@ -348,7 +355,11 @@ def configure_logging(
             _active_service.shutdown()
         redact = RedactionPolicy(resolved.redact_keys, resolved.redact_keys_allow)
         built = _build_sinks(resolved, extra, redact, sentry_before_send)
-        limiter = RateLimiter.from_settings(resolved)
+        limiter = None
+        if resolved.rate_limit > 0:
+            from runtime_logging.ratelimit import RateLimiter  # noqa: PLC0415
+
+            limiter = RateLimiter.from_settings(resolved)
         pipeline = Pipeline(resolved, built, hooks, redact=redact, rate_limit=limiter)
         if limiter is not None:
             limiter.emit = pipeline.emit_fields

@@ -13,7 +13,6 @@ ecosystem's own variables (``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``,
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -24,12 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from runtime_logging.errors import ConfigurationError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 
 ENV_PREFIX = "RUNTIME_LOGGING_"
 
@@ -484,12 +477,20 @@ _FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
 
 
 def _unknown(name: str, source: str) -> ConfigurationError:
+    import difflib  # noqa: PLC0415 - only a misspelt setting needs it
+
     close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
     hint = f" Did you mean `{close[0]}`?" if close else ""
     return ConfigurationError(f"{source} names an unknown setting `{name}`.{hint}")
 
 
 def _from_file(path: Path) -> dict[str, object]:
+    # Loaded here: most set-ups have no configuration file.
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib  # noqa: PLC0415
+
     try:
         with path.open("rb") as handle:
             table = tomllib.load(handle)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -152,3 +154,31 @@ class TestHandle:
         assert "hidden" not in stream.getvalue()
         assert "installationId=i-7 moduleCount=2" in stream.getvalue()
         assert "\x1b[" not in stream.getvalue()
+
+
+class TestStartUp:
+    def test_a_default_set_up_loads_only_what_it_uses(self, tmp_path):
+        """No Sentry sink, rate limiter, TOML parser or gzip until configured."""
+        unused = (
+            "sentry_sdk",
+            "runtime_logging.sinks.sentry",
+            "runtime_logging.ratelimit",
+            "runtime_logging.metrics",
+            "prometheus_client",
+            "urllib3",
+            "tomllib",
+            "gzip",
+        )
+        script = (
+            "import sys, runtime_logging\n"
+            f"runtime_logging.configure_logging(env={{}}, log_dir={str(tmp_path)!r})\n"
+            f"print(sorted(set({unused!r}) & set(sys.modules)))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        assert done.stdout.strip() == "[]"

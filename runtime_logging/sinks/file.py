@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import gzip
 import os
 import shutil
 import threading
@@ -400,6 +399,8 @@ def _compress(path: Path, leave_timeout: float | None) -> None:
         temporary = path.with_name(
             f"{path.name}.{os.getpid()}-{threading.get_ident()}.gz.tmp"
         )
+        import gzip  # noqa: PLC0415 - only compressed backups need it
+
         with gzip.open(temporary, "wb") as sink:
             shutil.copyfileobj(source, sink, 1024 * 1024)
         os.chmod(temporary, FILE_MODE)
