@@ -295,7 +295,7 @@ def may_hold_secret(text: str) -> bool:
 
 
 def _has_space(text: str) -> bool:
-    """Whether *text* holds a character ``\\s`` matches."""
+    """Whether *text* holds a whitespace character, as the trigger sees one."""
     if " " in text or "\t" in text or "\n" in text or "\r" in text:
         return True
     if not text.isascii():
