@@ -129,9 +129,12 @@ class TestHungOrDead:
         """1000 log.error calls return; exit within the limit, what is unsent told."""
         listener = HungListener() if target == "hung" else None
         port = listener.port if listener else closed_port()
+        # A refused connection is told at once: the sink gives up then, well
+        # within a long drain, instead of trying each event until it ends.
+        drain = DRAIN if listener else 10.0
         try:
             code, out, err, seconds = run_until_exit(
-                C13_SCRIPT, f"http://public@127.0.0.1:{port}/1", DRAIN
+                C13_SCRIPT, f"http://public@127.0.0.1:{port}/1", drain
             )
         finally:
             if listener is not None:
@@ -140,10 +143,14 @@ class TestHungOrDead:
         assert code == 0, err
         assert "Traceback" not in err
         assert json.loads(out)["seconds"] >= 0
-        assert seconds <= DRAIN + 1.0
+        assert seconds <= drain + 1.0
         if listener is not None:
             assert listener.accepted, "sentry-sdk never reached the hung listener"
             assert "not sent within shutdown_timeout" in err
+        else:
+            assert seconds <= drain / 2
+            assert "events dropped" in err
+            assert "Connection refused" in err
 
     def test_explicit_timeouts(self):
         """sentry-sdk's requests carry the configured connect and read timeouts."""
@@ -163,3 +170,84 @@ class TestHungOrDead:
         assert isinstance(timeout, urllib3.Timeout)
         assert (timeout.connect_timeout, timeout.read_timeout) == (0.75, 4)
         assert timeout.total is None
+
+
+class TestHealthTellsTheTruth:
+    """C13: delivered counts only what Sentry accepted; the rest is dropped."""
+
+    @staticmethod
+    def configure(dsn):
+        return configure_logging(
+            env={},
+            console="off",
+            log_dir="off",
+            handle_signals=False,
+            sentry_dsn=dsn,
+            shutdown_timeout=DRAIN,
+            traces_sample_rate=0.0,
+            profiles_sample_rate=0.0,
+            sentry_connect_timeout=1,
+            sentry_read_timeout=1,
+        )
+
+    def test_accepted_events_are_delivered(self):
+        """Events Sentry answered with a success count as delivered."""
+        server = SentryServer()
+        service = self.configure(server.dsn)
+        try:
+            log = service.get_logger("c13")
+            for n in range(20):
+                log.error("upstream failed", n=n)
+            service.flush()
+            health = service.health()["sentry"]
+            events = len(server.events)
+        finally:
+            service.shutdown()
+            server.close()
+
+        assert (health.state, health.delivered, health.dropped) == ("healthy", 20, 0)
+        assert events == 20
+
+    def test_closed_port(self, capfd):
+        """Refused connections: 200 dropped, failures counted, degraded, told."""
+        service = self.configure(f"http://public@127.0.0.1:{closed_port()}/1")
+        try:
+            log = service.get_logger("c13")
+            for n in range(200):
+                log.error("upstream failed", n=n)
+            service.flush()
+            health = service.health()["sentry"]
+        finally:
+            service.shutdown()
+        err = capfd.readouterr().err
+
+        assert (health.delivered, health.dropped, health.queue_depth) == (0, 200, 0)
+        assert health.failures >= 1
+        assert health.state == "degraded"
+        assert "Connection refused" in health.detail
+        told = [line for line in err.splitlines() if "sink sentry" in line]
+        assert told
+        assert len(told) <= 10
+        assert "events dropped" in told[0]
+
+    def test_hung_listener(self, capfd):
+        """No answer: nothing delivered; at exit all 200 are counted as dropped."""
+        listener = HungListener()
+        service = self.configure(f"http://public@127.0.0.1:{listener.port}/1")
+        try:
+            log = service.get_logger("c13")
+            for n in range(200):
+                log.error("upstream failed", n=n)
+            service.flush(0.5)
+            waiting = service.health()["sentry"]
+            sink = service.sink("sentry")
+            service.shutdown(1.0)
+            closed = sink.health()
+        finally:
+            listener.close()
+        err = capfd.readouterr().err
+
+        assert (waiting.delivered, waiting.dropped) == (0, 0)
+        assert waiting.queue_depth == 200
+        assert (closed.delivered, closed.dropped, closed.state) == (0, 200, "down")
+        assert "200 in all" in err

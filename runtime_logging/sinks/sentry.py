@@ -20,6 +20,10 @@ Delivery contract:
   timeouts. While that transport's queue is full, events wait in this
   sink's queue; when this one is full, events are dropped and counted.
   Nothing on the caller's thread waits for the network.
+- An event counts as delivered only when Sentry answered its request with a
+  success; refused, failed, rate-limited or filtered ones count as dropped,
+  with the reason on stderr. Once a request has failed, the drain at exit
+  gives up on the rest instead of trying each.
 - Everything sentry-sdk sends goes through the same `RedactionPolicy` as the
   files: events and transactions (request data, headers, cookies, query
   strings, extra, contexts, breadcrumbs, frames' variables), breadcrumbs,
@@ -40,7 +44,9 @@ import datetime as dt
 import logging
 import socket
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +188,9 @@ class SentrySink(QueuedSink):
         }
         self._user_before_send = before_send
         self._sdk_logger_propagates: bool | None = None
+        #: Events handed to sentry-sdk, by id, waiting for their request's end.
+        self._outcomes: dict[str, _Outcome] = {}
+        self._last_failed = False
         self.client = self._init_sdk()
 
     # Set-up and tear-down of sentry-sdk.
@@ -216,7 +225,9 @@ class SentrySink(QueuedSink):
             # its atexit hook would close the client before this sink drains.
             "disabled_integrations": [LoggingIntegration, AtexitIntegration],
             "transport": _transport_class(
-                settings.sentry_connect_timeout, settings.sentry_read_timeout
+                settings.sentry_connect_timeout,
+                settings.sentry_read_timeout,
+                self._sent,
             ),
             "before_send": self._before_send,
             "before_send_transaction": self._before_send_transaction,
@@ -303,12 +314,39 @@ class SentrySink(QueuedSink):
         for item in batch:
             if not isinstance(item, _Capture):
                 continue
+            if self._last_failed and self.time_left() is not None:
+                # Closing after a failed request: the rest would fail too.
+                continue
             self._wait_for_transport()
             event, hint = self._sentry_event(item)
+            outcome = self._outcomes[event["event_id"]] = _Outcome()
             with use_isolation_scope(item.isolation), use_scope(item.scope):
-                sentry_sdk.capture_event(event, hint)
-            sent += 1
+                handed = sentry_sdk.capture_event(event, hint)
+            if handed is None:
+                outcome.settle("not sent: a before_send hook or sampling dropped it")
+            error = self._wait_for(outcome)
+            self._outcomes.pop(event["event_id"], None)
+            self._last_failed = error is not None
+            if error is None:
+                sent += 1
+                self._recovered()
+            else:
+                self._failed("send", error, report=False)
         return sent
+
+    def _wait_for(self, outcome: _Outcome) -> str | None:
+        """The request's error (None for success); waits until closing ends."""
+        while not outcome.done.wait(0.05):
+            left = self.time_left()
+            if self._closed or (left is not None and left <= 0):
+                return "no answer before the shutdown time ran out"
+        return outcome.error
+
+    def _sent(self, event_id: str, error: str | None) -> None:
+        """sentry-sdk's worker ended the request for *event_id*."""
+        outcome = self._outcomes.get(event_id)
+        if outcome is not None:
+            outcome.settle(error)
 
     def _wait_for_transport(self) -> None:
         # sentry-sdk's transport queues 100 envelopes and drops the rest
@@ -335,6 +373,7 @@ class SentrySink(QueuedSink):
             event, hint = {}, {}
             fingerprint = [item.name]
         hint[_FROM_PIPELINE] = True
+        event["event_id"] = uuid.uuid4().hex
         event.update(
             {
                 "level": "fatal" if item.level >= LEVELS["critical"] else "error",
@@ -445,6 +484,20 @@ class SentrySink(QueuedSink):
                 scope.set_client(None)
 
 
+class _Outcome:
+    """How sentry-sdk's request for one event ended."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: str | None = None
+
+    def settle(self, error: str | None) -> None:
+        self.error = error
+        self.done.set()
+
+
 def _trace_context(item: LogEvent) -> dict[str, str] | None:
     """The line's trace (OpenTelemetry's too) for an event outside a Sentry span.
 
@@ -479,8 +532,16 @@ def _datetime(time_ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(time_ns / 1e9, dt.timezone.utc)
 
 
-def _transport_class(connect_timeout: float, read_timeout: float) -> type[Any]:
-    """sentry-sdk's HTTP transport with explicit timeouts, quiet in the pipeline."""
+def _transport_class(
+    connect_timeout: float,
+    read_timeout: float,
+    sent: Callable[[str, str | None], None],
+) -> type[Any]:
+    """sentry-sdk's HTTP transport with explicit timeouts, quiet in the pipeline.
+
+    It tells *sent* how each event's request ended: ``(event_id, None)`` on
+    success, ``(event_id, reason)`` when sentry-sdk dropped it.
+    """
     import urllib3  # noqa: PLC0415 - sentry-sdk's own dependency
     from sentry_sdk.transport import HttpTransport  # noqa: PLC0415
 
@@ -498,6 +559,33 @@ def _transport_class(connect_timeout: float, read_timeout: float) -> type[Any]:
             # Runs on sentry-sdk's worker thread: what urllib3 logs there
             # (retries, refused connections) must not re-enter the pipeline.
             internal_thread.active = True
-            super()._send_envelope(envelope)
+            dropped.reason = None
+            try:
+                super()._send_envelope(envelope)
+            except Exception as error:
+                dropped.reason = f"{dropped.reason or 'request'}: {error!r}"
+                raise
+            finally:
+                _tell(envelope)
+
+        def capture_envelope(self, envelope: Any) -> None:
+            dropped.reason = None
+            super().capture_envelope(envelope)
+            if dropped.reason is not None:  # refused before its request
+                _tell(envelope)
+
+        def on_dropped_event(self, reason: str) -> None:
+            # sentry-sdk's one report of an envelope it gave up on: a network
+            # error, an error status, a rate limit, a full queue.
+            dropped.reason = f"sentry-sdk dropped it ({reason})"
+            super().on_dropped_event(reason)
+
+    def _tell(envelope: Any) -> None:
+        event = envelope.get_event()
+        if event is not None and "event_id" in event:
+            sent(event["event_id"], dropped.reason)
+
+    #: Why the envelope the current thread handles was dropped, if it was.
+    dropped = threading.local()
 
     return TimedHttpTransport
