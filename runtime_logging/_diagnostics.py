@@ -30,7 +30,7 @@ class Diagnostics:
     def __init__(self, window: float = WINDOW_SECONDS) -> None:
         """Start with nothing counted; reports per kind are limited per *window*."""
         self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._window = window
         self._window_start: dict[str, float] = {}
         self._reported: Counter[str] = Counter()
@@ -56,7 +56,7 @@ class Diagnostics:
 
     def reset_after_fork(self) -> None:
         """Give a forked child a lock nobody holds."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
 
 def _write_stderr(text: str) -> None:

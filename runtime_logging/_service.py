@@ -97,6 +97,9 @@ class LoggingService:
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Drain and close every sink within *timeout*, then undo the set-up."""
+        self._shutdown(timeout, replaced=False)
+
+    def _shutdown(self, timeout: float | None, *, replaced: bool) -> None:
         global _active_service  # noqa: PLW0603 - the process has one logging set-up
         with _lock:
             if self._closed:
@@ -105,7 +108,10 @@ class LoggingService:
             self._flush_summaries()
             if _active_service is self:
                 _active_service = None
-                _logger.active.reset()
+                if not replaced:
+                    # Replaced, calls go on to this pipeline until the next is
+                    # in place: its file sink still appends what they log.
+                    _logger.active.reset()
                 structlog.reset_defaults()
                 _stdlib.restore_make_record()
                 logging.captureWarnings(False)
@@ -352,9 +358,13 @@ def configure_logging(
         )
     with _lock:
         if _active_service is not None:
-            _active_service.shutdown()
+            _active_service._shutdown(None, replaced=True)  # noqa: SLF001
         redact = RedactionPolicy(resolved.redact_keys, resolved.redact_keys_allow)
-        built = _build_sinks(resolved, extra, redact, sentry_before_send)
+        try:
+            built = _build_sinks(resolved, extra, redact, sentry_before_send)
+        except BaseException:
+            _logger.active.reset()
+            raise
         limiter = None
         if resolved.rate_limit > 0:
             from runtime_logging.ratelimit import RateLimiter  # noqa: PLC0415

@@ -74,7 +74,7 @@ class RateLimiter:
         #: the pipeline's fan-out.
         self.emit: Callable[[dict[str, Any], int], None] | None = None
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._buckets: dict[Hashable, _Bucket] = {}
         self._next_sweep = clock() + interval
         _limiters.add(self)
@@ -142,7 +142,7 @@ class RateLimiter:
 
     def after_fork(self) -> None:
         """Give a forked child a lock nobody holds."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def _suppress(self, bucket: _Bucket, fields: dict[str, Any], now: float) -> None:
         if not bucket.suppressed:

@@ -53,7 +53,7 @@ class Recorder:
         self.families = tuple(families)
         self.directory = directory
         self.window = ErrorWindow(window)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._values: dict[tuple[Family, Labels], float] = {}
         self._histograms: dict[tuple[Family, Labels], list[float]] = {}
         self._files: dict[str, MmapedDict] = {}
@@ -70,7 +70,7 @@ class Recorder:
 
     def after_fork(self) -> None:
         """Start this process's own values and files; the parent keeps its own."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         for mapped in self._files.values():
             # The child's copy of the parent's mapping: unmap it, never write.
             with contextlib.suppress(Exception):
@@ -87,7 +87,7 @@ class Recorder:
     # ``*_unlocked`` methods; the others take it themselves.
 
     @property
-    def lock(self) -> threading.Lock:
+    def lock(self) -> threading.RLock:
         """The lock every update holds."""
         return self._lock
 

@@ -56,7 +56,7 @@ class Sink:
         self.failures = 0
         self._state = HEALTHY
         self._detail = ""
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.RLock()
 
     def emit(self, event: LogEvent) -> None:
         """Deliver or queue *event*."""
@@ -74,7 +74,7 @@ class Sink:
 
     def after_fork(self) -> None:
         """Re-create locks and threads in a forked child."""
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.RLock()
 
     def health(self) -> SinkHealth:
         """The sink's state now."""

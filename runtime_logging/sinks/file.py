@@ -25,6 +25,13 @@ Delivery contract:
   at the next line and turns healthy when a write succeeds again. A file
   deleted or replaced under the writer is found at the next check and
   reported with the number of lines written to it since the previous one.
+- Each line is written under the sink's lock, so no descriptor is closed (and
+  handed by the OS to the application's next file) while a thread is about to
+  write to it. A line reaching the sink after ``close()`` (a call under way
+  while the set-up was replaced) is appended by opening the file for it alone.
+- A signal handler that logs while its thread holds the lock (checking,
+  rotating, closing) writes straight to the open descriptor, or leaves its
+  line for the lock's holder to write: it never waits for itself.
 """
 
 from __future__ import annotations
@@ -112,7 +119,12 @@ class FileSink(Sink):
         self.rotations = 0
         self._clock = clock
         self._reopen_requested = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        #: The lock's holder is checking, rotating, writing or closing.
+        self._inside = False
+        #: Lines a signal handler logged while no descriptor was open.
+        self._pending: list[bytes] = []
+        self._closed = False
         self._fd = -1
         self._identity = (0, 0)
         self._next_check = 0.0
@@ -127,7 +139,22 @@ class FileSink(Sink):
     def emit(self, event: LogEvent) -> None:
         """Append *event* as one line in one ``write()``."""
         line = event.json_line
-        now = event.time_ns / 1e9
+        with self._lock:
+            if self._inside:
+                self._write_reentered(line)
+                return
+            self._inside = True
+            try:
+                if self._closed:
+                    self._write_after_close(line)
+                    return
+                self._append(line, event.time_ns / 1e9)
+                if self._pending:
+                    self._write_pending()
+            finally:
+                self._inside = False
+
+    def _append(self, line: bytes, now: float) -> None:
         if now >= self._next_check or self._reopen_requested or self._fd < 0:
             self._check(now)
         if (self.max_bytes and self._size_now() >= self.max_bytes) or (
@@ -155,6 +182,48 @@ class FileSink(Sink):
         self._written_since_check += 1
         if self._state != "healthy":
             self._recovered()
+
+    def _write_reentered(self, line: bytes) -> None:
+        """Write *line* from a signal handler that interrupted this sink's work."""
+        # The interrupted code may be mid-rotation: no check, no rotation, no
+        # wait; the descriptor it holds is whole, or the line waits for it.
+        if self._fd >= 0 and not self._partial:
+            try:
+                written = os.write(self._fd, line)
+            except OSError:
+                pass
+            else:
+                if written == len(line):
+                    self.delivered += 1
+                    return
+                line = line[written:]
+        self._pending.append(line)
+
+    def _write_pending(self) -> None:
+        lines, self._pending = self._pending, []
+        for line in lines:
+            self._append(line, self._clock())
+
+    def _write_after_close(self, line: bytes) -> None:
+        """Append *line* to the file on its own descriptor, closed right after."""
+        try:
+            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+            try:
+                self._write_all(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            self.dropped += 1
+            self._failed(f"write to {self.path} after close", error)
+        else:
+            self.delivered += 1
+
+    @staticmethod
+    def _write_all(fd: int, line: bytes) -> None:
+        view = memoryview(line)
+        written = 0
+        while written < len(view):
+            written += os.write(fd, view[written:])
 
     def _write(self, line: bytes, written: int) -> None:
         """Write the rest of *line*, after a short or a failed write."""
@@ -252,8 +321,16 @@ class FileSink(Sink):
 
     def reopen(self) -> None:
         """Reopen the file now."""
-        self._reopen_requested = True
-        self._check(self._clock())
+        with self._lock:
+            if self._closed or self._inside:
+                self._reopen_requested = not self._closed
+                return
+            self._inside = True
+            try:
+                self._reopen_requested = True
+                self._check(self._clock())
+            finally:
+                self._inside = False
 
     # --- built-in rotation --------------------------------------------------
 
@@ -353,12 +430,27 @@ class FileSink(Sink):
     def close(self, timeout: float | None = None) -> None:
         """Finish maintenance within *timeout* and close the file."""
         self.flush(timeout)
-        self._close_fd()
+        with self._lock:
+            if self._closed:
+                return
+            self._inside = True
+            try:
+                if self._pending:
+                    self._write_pending()
+                self._closed = True
+                self._close_fd()
+            finally:
+                self._inside = False
+            # A handler that logged in between still gets its line written.
+            lines, self._pending = self._pending, []
+            for line in lines:
+                self._write_after_close(line)
 
     def after_fork(self) -> None:
         """Give the child its own locks; the inherited descriptor stays valid."""
         super().after_fork()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._inside = False
         self._maintenance = []
 
 
