@@ -17,7 +17,6 @@ import math
 import os
 import re
 import sys
-import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -561,7 +560,7 @@ def load_settings(
 
 def _check_loki(settings: Settings) -> None:
     """Refuse Loki settings that each parse but fail together at run time."""
-    in_url = loki_url_credentials(settings.loki_url) is not None
+    in_url = split_url_credentials(settings.loki_url) is not None
     basic = bool(settings.loki_username or settings.loki_password)
     if sum((in_url, basic, bool(settings.loki_token))) > 1:
         raise ConfigurationError(
@@ -594,15 +593,3 @@ def _check_loki(settings: Settings) -> None:
             f"than one push (`loki_batch_bytes` {settings.loki_batch_bytes!r}): "
             "raise the buffer's cap or lower the push size."
         )
-
-
-def loki_url_credentials(url: str) -> tuple[str, str, str] | None:
-    """The user and password of *url*'s user-info, decoded, and *url* without it.
-
-    None when *url* has no user-info.
-    """
-    split = split_url_credentials(url)
-    if split is None:
-        return None
-    user, _, password = split[0].partition(":")
-    return urllib.parse.unquote(user), urllib.parse.unquote(password), split[1]

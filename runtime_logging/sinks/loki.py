@@ -36,6 +36,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 
 import orjson
@@ -46,8 +47,8 @@ from runtime_logging._pipeline import LogEvent
 from runtime_logging.config import (
     LOKI_MIN_LINE_BYTES,
     Settings,
-    loki_url_credentials,
     mask_url,
+    split_url_credentials,
 )
 from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, field_key
 from runtime_logging.sinks._queue import QueuedSink
@@ -143,9 +144,12 @@ class LokiSink(QueuedSink):
         push_url = base if base.endswith(PUSH_PATH) else base + PUSH_PATH
         #: The push URL as reports show it: user-info masked.
         self.url = mask_url(push_url)
-        credentials = loki_url_credentials(push_url)
+        credentials = split_url_credentials(push_url)
         if credentials is not None:
-            username, password, push_url = credentials
+            userinfo, push_url = credentials
+            username, _, password = (
+                urllib.parse.unquote(part) for part in userinfo.partition(":")
+            )
         self._connection = _Connection(push_url)
         self.labels = tuple(labels)
         self.metadata = tuple(metadata)
