@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from runtime_logging import configure_logging
+from runtime_logging._pipeline import LogEvent
+from runtime_logging.sinks import file as file_module
+from runtime_logging.sinks.file import FileSink
 
 ROUNDS = 40
 
@@ -79,3 +84,45 @@ def test_lines_logged_while_reconfiguring_all_reach_the_file(
     ]
     assert len(seen) == len(set(seen)) == sum(sent)
     assert capsys.readouterr().err == ""
+
+
+class _PausingOs:
+    """The os module, except that the first write waits until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def write(self, fd: int, data: bytes) -> int:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(10)
+        return os.write(fd, data)
+
+
+def test_close_waits_for_a_write_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = FileSink(tmp_path / "app.log")
+    pausing = _PausingOs()
+    monkeypatch.setattr(file_module, "os", pausing)
+    event = LogEvent({"event": "x"}, 20, "t", time.time_ns(), None)
+    writer = threading.Thread(target=sink.emit, args=(event,))
+    writer.start()
+    assert pausing.entered.wait(10)
+    closer = threading.Thread(target=sink.close, args=(1.0,))
+    closer.start()
+    closer.join(0.2)
+    # Opened while the write is under way: it must not get the log's descriptor.
+    with (tmp_path / "user.bin").open("wb") as user_file:
+        pausing.release.set()
+        writer.join()
+        closer.join()
+        user_file.write(b"USERDATA\n")
+    assert (tmp_path / "user.bin").read_bytes() == b"USERDATA\n"
+    lines = (tmp_path / "app.log").read_bytes().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["x"]
+    assert sink.health().delivered == 1
