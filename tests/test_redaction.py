@@ -432,7 +432,9 @@ class Outputs:
         self.file = tmp_path / "app.log"
 
     def raw(self) -> dict[str, bytes]:
-        self.service.flush()
+        # A hundred Sentry events go out one at a time: on a busy machine
+        # that takes longer than the default drain, so wait as long as needed.
+        self.service.flush(timeout=60.0)
         return {
             "file": self.file.read_bytes(),
             "console pretty": self.pretty.getvalue().encode(),
