@@ -691,6 +691,36 @@ class TestPreForkWorkers:
         assert not any("job" in v or "failed" in v for v in label_values)
         assert value(samples, "error_rate", severity="error") > 0
 
+    def test_a_scrape_while_a_worker_starts_its_files_succeeds(
+        self, tmp_path, monkeypatch
+    ):
+        """A worker's new file is never seen empty: the master's /metrics is 200."""
+        import prometheus_client.mmap_dict
+
+        directory = tmp_path / "metrics"
+        service = configure(tmp_path, log_dir="off", metrics_dir=str(directory))
+        url = service.sink("metrics").server.url + "/metrics"
+        master = os.getpid()
+        real_fstat = os.fstat
+        statuses = []
+
+        def scrape_first(fd):
+            # Between MmapedDict opening a worker's file and writing its
+            # header: the moment a scrape in the master could read it empty.
+            if os.getpid() != master and not statuses:
+                statuses.append(get(url)[0])
+            return real_fstat(fd)
+
+        monkeypatch.setattr(prometheus_client.mmap_dict.os, "fstat", scrape_first)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if statuses == [200] else 1)
+        _, status = os.waitpid(pid, 0)
+        monkeypatch.undo()
+
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert scrape(service)
+
     def test_mark_process_dead_folds_a_worker_into_the_archive(self, tmp_path):
         """The worker-exit hook merges the files; counts stay, files go."""
         directory = tmp_path / "metrics"

@@ -290,10 +290,20 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def wait_for(check, timeout, what):
+def wait_for(check, what, servers=None, timeout=90):
+    """The first true *check*; a generous deadline, as the machine may be busy.
+
+    *servers* maps each process that must keep running to its stderr file.
+    """
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
+        for process, stderr in (servers or {}).items():
+            if process.poll() is not None:
+                pytest.fail(
+                    f"{process.args[0]} exited with {process.returncode} while "
+                    f"waiting for {what}: {stderr.read_text()}"
+                )
         last = check()
         if last:
             return last
@@ -375,40 +385,43 @@ class TestEndToEnd:
 
         write_configs(tmp_path, hook, target, am_port)
 
-        processes = []
+        def start(command):
+            # stderr in a file, which a pipe nobody reads could fill and block.
+            stderr = tmp_path / f"{Path(command[0]).name}.stderr"
+            with stderr.open("wb") as sink:
+                process = subprocess.Popen(
+                    command, stdout=subprocess.DEVNULL, stderr=sink
+                )
+            servers[process] = stderr
+
+        servers = {}
         try:
-            processes.append(
-                subprocess.Popen(
-                    [
-                        tool("alertmanager", "prometheus-alertmanager"),
-                        f"--config.file={tmp_path / 'alertmanager.yml'}",
-                        f"--storage.path={tmp_path / 'am-data'}",
-                        f"--web.listen-address=127.0.0.1:{am_port}",
-                        f"--web.external-url=http://127.0.0.1:{am_port}",
-                        "--cluster.listen-address=",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            start(
+                [
+                    tool("alertmanager", "prometheus-alertmanager"),
+                    f"--config.file={tmp_path / 'alertmanager.yml'}",
+                    f"--storage.path={tmp_path / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    f"--web.external-url=http://127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                ]
             )
-            processes.append(
-                subprocess.Popen(
-                    [
-                        tool("prometheus"),
-                        f"--config.file={tmp_path / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                        f"--web.external-url=http://127.0.0.1:{prom_port}",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            start(
+                [
+                    tool("prometheus"),
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    f"--web.external-url=http://127.0.0.1:{prom_port}",
+                ]
             )
-            wait_for(lambda: ready(am_port) and ready(prom_port), 30, "both servers")
+            wait_for(
+                lambda: ready(am_port) and ready(prom_port), "both servers", servers
+            )
             wait_for(
                 lambda: query(prom_port, 'vscode_runtime_errors_total{type="domain"}'),
-                30,
                 "a first scrape",
+                servers,
             )
 
             run_demo(tmp_path, installations=8)
@@ -423,7 +436,7 @@ class TestEndToEnd:
                 }
                 return found if found == expected else None
 
-            assert wait_for(scraped, 20, f"Prometheus to count {expected}")
+            assert wait_for(scraped, f"Prometheus to count {expected}", servers)
 
             def delivered(path, alert):
                 return [
@@ -434,19 +447,19 @@ class TestEndToEnd:
 
             slack = wait_for(
                 lambda: delivered("/slack", "HighInstallationFailureRate"),
-                30,
                 "the critical alert at the Slack stand-in",
+                servers,
             )
             pager = wait_for(
                 lambda: delivered("/pagerduty", "HighInstallationFailureRate"),
-                10,
                 "the critical alert at the PagerDuty stand-in",
+                servers,
             )
         finally:
-            for process in processes:
+            for process in servers:
                 process.terminate()
-            for process in processes:
-                process.wait(timeout=10)
+            for process in servers:
+                process.wait(timeout=90)
             webhook.shutdown()
             webhook.server_close()
             exporter.shutdown()

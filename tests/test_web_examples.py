@@ -24,7 +24,7 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def wait_for_port(port, process, timeout=30.0):
+def wait_for_port(port, process, timeout=90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -38,7 +38,8 @@ def wait_for_port(port, process, timeout=30.0):
 
 
 def get(port, path, request_id=None):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    # Generous: the first request waits for a worker to boot on a busy machine.
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"X-Request-ID": request_id} if request_id else {}
     try:
         connection.request("GET", path, headers=headers)
@@ -50,8 +51,11 @@ def get(port, path, request_id=None):
 
 
 @contextlib.contextmanager
-def serve(command, port, cwd, **env):
-    """Run *command* until the block ends; SIGTERM it then, as a supervisor would."""
+def serve(command, port, cwd, listener=None, **env):
+    """Run *command* until the block ends; SIGTERM it then, as a supervisor would.
+
+    A *listener* socket is handed to the server, which then owns it alone.
+    """
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RUNTIME_")}
     process = subprocess.Popen(
         [sys.executable, "-m", *command],
@@ -59,7 +63,10 @@ def serve(command, port, cwd, **env):
         env={**environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        pass_fds=() if listener is None else (listener.fileno(),),
     )
+    if listener is not None:
+        listener.close()
     try:
         wait_for_port(port, process)
         yield process
@@ -67,7 +74,7 @@ def serve(command, port, cwd, **env):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=90)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -77,7 +84,11 @@ def serve(command, port, cwd, **env):
 @pytest.fixture
 def gunicorn(tmp_path):
     """The example service under gunicorn, 2 workers, on a free local port."""
-    port, metrics_port = free_port(), free_port()
+    # Bound here and inherited, so that no other server can take the port
+    # between choosing it and gunicorn listening on it.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    metrics_port = free_port()
     command = [
         "gunicorn",
         "--config",
@@ -90,7 +101,8 @@ def gunicorn(tmp_path):
         command,
         port,
         tmp_path,
-        APP_BIND=f"127.0.0.1:{port}",
+        listener,
+        APP_BIND=f"fd://{listener.fileno()}",
         APP_WORKERS="2",
         RUNTIME_LOGGING_LOG_DIR=str(tmp_path),
         RUNTIME_LOGGING_CONSOLE="off",
@@ -114,7 +126,7 @@ def test_gunicorn_workers_log_requests_in_the_schema(gunicorn):
     answers.append(get(port, "/", "bad id\u00e9"))
     metrics = scrape(metrics_port)
     process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=30)[0]
+    output = process.communicate(timeout=90)[0]
 
     assert process.returncode == 0, output
     assert output == b""

@@ -166,7 +166,7 @@ class Recorder:
         mapped = self._files.get(name)
         if mapped is None:
             assert self.directory is not None
-            mapped = self._files[name] = MmapedDict(str(self.directory / name))
+            mapped = self._files[name] = _new_file(self.directory / name)
         return mapped
 
     def _key(
@@ -231,6 +231,18 @@ class Recorder:
                 mapped.close()
             self._files.clear()
             self._keys.clear()
+
+
+def _new_file(path: Path) -> MmapedDict:
+    """Map *path*, made under another name first: a scrape never reads it empty."""
+    if path.exists():
+        return MmapedDict(str(path))
+    # A new file is empty until MmapedDict writes its header, and a scrape in
+    # another process that reads it then fails: only a whole file gets the name.
+    partial = path.with_name(f".{path.name}.new")
+    mapped = MmapedDict(str(partial))
+    os.replace(partial, path)
+    return mapped
 
 
 @functools.lru_cache(maxsize=256)
