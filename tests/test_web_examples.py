@@ -4,6 +4,7 @@ import contextlib
 import http.client
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -189,6 +190,32 @@ def scrape(port):
     }
 
 
+def read_until_started(process, workers, timeout=60.0):
+    """Return the output until *workers* processes have logged "Service started".
+
+    Reads the raw pipe, as ``communicate()`` does after it, so no line is lost.
+    """
+    output = b""
+    deadline = time.monotonic() + timeout
+    while len(started_pids(output)) < workers:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"{workers} workers did not start: {output!r}")
+        if select.select([process.stdout], [], [], remaining)[0]:
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                pytest.fail(f"the server exited with {process.wait()}: {output!r}")
+            output += chunk
+    return output
+
+
+def started_pids(output):
+    """The pids of the workers whose start line is in *output* so far."""
+    complete = output[: output.rfind(b"\n") + 1]
+    lines = [strict_loads(line) for line in complete.splitlines()]
+    return {line["pid"] for line in lines if line["event"] == "Service started"}
+
+
 @pytest.mark.slow
 def test_uvicorn_workers_with_the_log_config(tmp_path):
     """uvicorn's --log-config alone: every line in the schema, ids shared."""
@@ -208,11 +235,13 @@ def test_uvicorn_workers_with_the_log_config(tmp_path):
         str(EXAMPLES / "uvicorn_logging.json"),
     ]
     with serve(command, port, tmp_path) as process:
+        # The port opens in the supervisor before its workers start, one by one.
+        output = read_until_started(process, workers=2)
         answers = [get(port, "/", f"given-{n}") for n in range(4)]
         answers.append(get(port, "/?token=s3cr3t", "with-query"))
         answers.append(get(port, "/fail"))
         process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0]
+        output += process.communicate(timeout=30)[0]
 
     assert process.returncode == 0, output
     assert [status for status, _ in answers] == [200] * 5 + [500]
