@@ -54,6 +54,8 @@ class LoggingService:
         self._handler: _stdlib.PipelineHandler | None = None
         self._saved_signals: dict[int, Any] = {}
         self._closed = False
+        self._draining = False
+        self._sigterm_waiting = False
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -105,6 +107,10 @@ class LoggingService:
             if self._closed:
                 return
             self._closed = True
+            # The handlers stay until the sinks are drained: a SIGTERM that
+            # comes meanwhile (Pool.terminate() right after its workers began
+            # to exit) ends the process once the drain is over, not halfway.
+            self._draining = True
             self._flush_summaries()
             if _active_service is self:
                 _active_service = None
@@ -116,7 +122,6 @@ class LoggingService:
                 _stdlib.restore_make_record()
                 logging.captureWarnings(False)
             self._uninstall_stdlib()
-            self._restore_signals()
         deadline = time.monotonic() + (
             self.settings.shutdown_timeout if timeout is None else timeout
         )
@@ -125,6 +130,11 @@ class LoggingService:
                 _call(sink, "close", max(0.0, deadline - time.monotonic()))
             except Exception as error:
                 diagnostics.failure(f"sink {sink.name}", f"close raised {error!r}")
+        self._draining = False
+        with _lock:
+            self._restore_signals()
+        if self._sigterm_waiting:
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _flush_summaries(self) -> None:
         if self.rate_limiter is not None:
@@ -193,6 +203,14 @@ class LoggingService:
 
     def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
         previous = self._saved_signals.get(number)
+        if self._draining:
+            # Draining at exit: the application's handler runs now, else the
+            # process ends with this SIGTERM once the drain is over.
+            if callable(previous):
+                previous(number, frame)
+            else:
+                self._sigterm_waiting = True
+            return
         if callable(previous):
             # The application ends the process its own way and may log on the
             # way out: deliver what is queued now, and close at exit.

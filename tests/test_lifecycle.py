@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from loki_server import LokiReceiver
 
 #: A queued sink whose deliveries take a while, writing what arrives to a file.
 PRELUDE = """
@@ -312,3 +313,53 @@ class TestFork:
 
         assert process.returncode == 0, stderr
         assert sorted(e["seq"] for e in delivered(out)) == list(range(100))
+
+
+POOL_TO_LOKI = """
+    import multiprocessing
+    url, how = sys.argv[1], sys.argv[2]
+    # One stream per worker: the receiver refuses entries out of time order.
+    service = configure_logging(
+        env={}, console="off", log_dir="off", loki_url=url,
+        loki_labels="service,logger", shutdown_timeout="20s",
+    )
+    context = multiprocessing.get_context("fork")
+    started = context.Value("i", 0)
+    log = None
+
+    def begin():
+        global log
+        with started.get_lock():
+            started.value += 1
+            log = service.get_logger(f"worker{started.value}")
+
+    def work(seq):
+        log.info("work", seq=seq)
+
+    if how == "terminate":
+        with context.Pool(4, initializer=begin) as pool:
+            pool.map(work, range(100))
+    else:
+        pool = context.Pool(4, initializer=begin)
+        pool.map(work, range(100))
+        pool.close()
+        pool.join()
+    service.shutdown()
+"""
+
+
+class TestPoolToLoki:
+    @pytest.mark.parametrize("how", ["terminate", "close"])
+    def test_every_task_event_arrives(self, how):
+        """A Pool's workers deliver their queued events, also when terminated."""
+        loki = LokiReceiver()
+        try:
+            process = start(POOL_TO_LOKI, loki.url, how)
+
+            _, stderr = finish(process)
+
+            assert process.returncode == 0, stderr
+            seqs = [record["seq"] for record in loki.records()]
+        finally:
+            loki.stop()
+        assert sorted(seqs) == list(range(100)), stderr
