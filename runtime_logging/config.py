@@ -483,8 +483,15 @@ def _unknown(name: str, source: str) -> ConfigurationError:
     return ConfigurationError(f"{source} names an unknown setting `{name}`.{hint}")
 
 
-def _from_file(path: Path) -> dict[str, object]:
-    # Loaded here: most set-ups have no configuration file.
+def read_toml(setting: str, path: Path, shown: str, remedy: str) -> dict[str, Any]:
+    """The table in the TOML file *path*, named by the setting *setting*.
+
+    Raises:
+        ConfigurationError: the file can't be read or is not TOML; the message
+            shows the setting's value *shown* and, for an unreadable file,
+            the *remedy*.
+    """
+    # Loaded here: most set-ups read no TOML file.
     if sys.version_info >= (3, 11):
         import tomllib  # noqa: PLC0415
     else:  # pragma: no cover - exercised on 3.10 only
@@ -492,16 +499,22 @@ def _from_file(path: Path) -> dict[str, object]:
 
     try:
         with path.open("rb") as handle:
-            table = tomllib.load(handle)
+            return tomllib.load(handle)
     except OSError as error:
         raise ConfigurationError(
-            f"`config_file` is {str(path)!r}, which can't be read "
-            f"({error.strerror}); point it at a readable TOML file."
+            f"`{setting}` is {shown!r}, which can't be read "
+            f"({error.strerror}); {remedy}."
         ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(
-            f"`config_file` {str(path)!r} is not valid TOML ({error}); fix the file."
+            f"`{setting}` {shown!r} is not valid TOML ({error}); fix the file."
         ) from None
+
+
+def _from_file(path: Path) -> dict[str, object]:
+    table = read_toml(
+        "config_file", path, str(path), "point it at a readable TOML file"
+    )
     table = table.get("runtime_logging", table)
     for name in table:
         if name not in _FIELDS:

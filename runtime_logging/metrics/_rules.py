@@ -13,21 +13,16 @@ import dataclasses
 import itertools
 import math
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from runtime_logging.config import read_toml
 from runtime_logging.errors import ConfigurationError
 from runtime_logging.metrics._errors import ErrorClassifier
 from runtime_logging.schema import field_key
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
-#: The shipped rule set for the reference workload (EVENTS.md).
+#: The shipped rule set for the reference workload (the README's events table).
 REFERENCE_RULES = Path(__file__).with_name("reference.toml")
 
 #: The label value a field gets when its value is not in the allowlist.
@@ -161,20 +156,12 @@ def load_rules(source: str | Path | Mapping[str, Any], prefix: str) -> RuleSet:
         table = {}
     else:
         path = REFERENCE_RULES if str(source) == "reference" else Path(source)
-        try:
-            with path.open("rb") as handle:
-                table = tomllib.load(handle)
-        except OSError as error:
-            raise ConfigurationError(
-                f"`metrics_rules` is {str(source)!r}, which can't be read "
-                f"({error.strerror}); point it at a TOML rules file, or use "
-                "'reference' or 'off'."
-            ) from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigurationError(
-                f"`metrics_rules` {str(source)!r} is not valid TOML ({error}); "
-                "fix the file."
-            ) from None
+        table = read_toml(
+            "metrics_rules",
+            path,
+            str(source),
+            "point it at a TOML rules file, or use 'reference' or 'off'",
+        )
     unknown = set(table) - {"errors", "rules"}
     if unknown:
         raise _fail("has the table", min(unknown), "'errors' or 'rules'")
