@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import random
 import tarfile
 import time
@@ -214,47 +215,28 @@ class Installer:
         start = time.perf_counter()
         outcome = _Outcome(on_installed)
         with bound_context(installationId=installation_id):
-            installer_log.info(
-                "Installation started",
-                {
-                    "installationId": installation_id,
-                    "moduleCount": len(modules),
-                    "trigger": trigger,
-                },
-            )
             fields = {
                 "installationId": installation_id,
                 "moduleCount": len(modules),
             }
+            installer_log.info("Installation started", {**fields, "trigger": trigger})
+            failure: Exception | None = None
             try:
                 self._install(installation_id, modules, outcome)
-            except InstallationCancelledError:
-                installer_log.info(
-                    "Installation finished",
-                    status="cancelled",
-                    durationSeconds=_since(start),
-                    modulesInstalled=outcome.installed,
-                    **fields,
-                )
-                status = "cancelled"
-            except Exception:
-                installer_log.exception(
-                    "Installation finished",
-                    status="failure",
-                    durationSeconds=_since(start),
-                    modulesInstalled=outcome.installed,
-                    **fields,
-                )
-                status = "failure"
-            else:
-                installer_log.info(
-                    "Installation finished",
-                    status="success",
-                    durationSeconds=_since(start),
-                    modulesInstalled=outcome.installed,
-                    **fields,
-                )
                 status = "success"
+            except InstallationCancelledError:
+                status = "cancelled"
+            except Exception as error:
+                status, failure = "failure", error
+            installer_log.log(
+                logging.INFO if failure is None else logging.ERROR,
+                "Installation finished",
+                status=status,
+                durationSeconds=_since(start),
+                modulesInstalled=outcome.installed,
+                exc_info=failure,
+                **fields,
+            )
             self.cache.log_state()
         return status
 
