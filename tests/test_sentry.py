@@ -140,6 +140,107 @@ class TestWhatGoesWhere:
         assert event["logentry"]["formatted"] == "gave up on mirror"
 
 
+class TestBreadcrumbs:
+    """The pipeline's breadcrumbs, as sentry-sdk's own would be kept and sent."""
+
+    def test_order_and_bound(self, sentry, server):
+        """Merged in time order with sentry-sdk's own; the last 100 are kept."""
+        service = sentry()
+        log = service.get_logger("steps")
+
+        for n in range(150):
+            if n % 10 == 0:
+                sentry_sdk.add_breadcrumb(message=f"own {n}", category="app")
+            log.info("step %d", n, n=n)
+        log.error("failed")
+        service.flush()
+
+        [event] = server.events
+        expected = [
+            f"own {n}" if step == "own" else f"step {n}"
+            for n in range(150)
+            for step in ("own", "log")
+            if step == "log" or n % 10 == 0
+        ][-100:]
+        assert [b["message"] for b in breadcrumbs(event)] == expected
+        step = next(b for b in breadcrumbs(event) if b["message"] == "step 149")
+        assert step["data"] == {"n": 149}
+        assert step["category"] == "steps"
+        assert step["type"] == "log"
+        assert step["level"] == "info"
+
+    def test_in_events_sentry_sdk_captures(self, sentry, server):
+        """capture_message and capture_exception carry them, rendered."""
+        service = sentry()
+        log = service.get_logger("install")
+
+        log.warning("slow mirror", seconds=4.5)
+        sentry_sdk.capture_message("from sentry-sdk")
+        try:
+            raise KeyError("k")
+        except KeyError as error:
+            sentry_sdk.capture_exception(error)
+        service.flush()
+
+        assert len(server.events) == 2
+        for event in server.events:
+            [crumb] = breadcrumbs(event)
+            assert crumb["message"] == "slow mirror"
+            assert crumb["data"] == {"seconds": 4.5}
+            assert crumb["level"] == "warning"
+
+    def test_redacted(self, sentry, server):
+        """Pipeline breadcrumbs and sentry-sdk's own reach Sentry redacted."""
+        service = sentry()
+
+        service.get_logger().info("login password=hunter2", api_key="K9xq")
+        sentry_sdk.add_breadcrumb(
+            message="token=t0k3n", data={"authorization": "Bearer s3cr3t"}
+        )
+        service.get_logger().error("failed")
+        service.flush()
+
+        [event] = server.events
+        pipeline, own = breadcrumbs(event)
+        assert pipeline["message"] == "login password=[REDACTED:pair]"
+        assert pipeline["data"] == {"api_key": "[REDACTED:apikey]"}
+        assert "t0k3n" not in own["message"]
+        for secret in (b"hunter2", b"K9xq", b"t0k3n", b"s3cr3t"):
+            assert secret not in server.raw
+
+    def test_per_isolation_scope(self, sentry, server):
+        """A request's breadcrumbs stay in its scope; it inherits the ones before."""
+        service = sentry()
+        log = service.get_logger()
+
+        log.info("before")
+        with sentry_sdk.isolation_scope():
+            log.info("in the request")
+            log.error("request failed")
+        log.error("later")
+        service.flush()
+
+        request, later = server.events
+        assert [b["message"] for b in breadcrumbs(request)] == [
+            "before",
+            "in the request",
+        ]
+        assert [b["message"] for b in breadcrumbs(later)] == ["before"]
+
+    def test_cleared_with_the_scope(self, sentry, server):
+        """clear_breadcrumbs(), as task integrations call it, clears them too."""
+        service = sentry()
+        log = service.get_logger()
+
+        log.info("previous task")
+        sentry_sdk.get_isolation_scope().clear_breadcrumbs()
+        log.error("failed")
+        service.flush()
+
+        [event] = server.events
+        assert breadcrumbs(event) == []
+
+
 class TestTags:
     """component, platform, service and host are on every event."""
 

@@ -7,14 +7,18 @@ Delivery contract:
   they are grouped by the event's name (its message before ``%``
   arguments), not by the rendered text with the ids of one occurrence in it.
   ``INFO`` and above (``sentry_breadcrumb_level``) become breadcrumbs of the
-  caller's scope, so the next event of the same request carries them. With
+  caller's isolation scope, so the next event of the same request carries
+  them, in time order with sentry-sdk's own and within ``max_breadcrumbs``
+  (events sentry-sdk captures itself included). With
   ``sentry_logs`` on, events at ``sentry_logs_level`` and above are also sent
   as Sentry structured logs.
 - One exception gives one Sentry event, however many paths see it (logged
   through structlog and stdlib, logged and then uncaught, captured by
   sentry-sdk itself): the exception object is marked when it is first sent.
-- The caller's thread only adds breadcrumbs and copies its Sentry scopes;
-  building the event (frames, serialization, the hooks) happens on this
+- The caller's thread only records a breadcrumb (four references in the
+  scope's buffer, made into Sentry's form when an event is built) or copies
+  what an event needs of its Sentry scopes; building the event (frames,
+  serialization, the hooks) happens on this
   sink's background thread behind a bounded queue, and sentry-sdk's own
   transport sends from its worker thread with explicit connect and read
   timeouts. While that transport's queue is full, events wait in this
@@ -47,6 +51,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +128,54 @@ def _first_sighting(error: BaseException) -> bool:
     return True
 
 
+class _Breadcrumb:
+    """A pipeline breadcrumb as the scope keeps it until an event is built.
+
+    Its fields are the event's, already redacted, so it skips sentry-sdk's
+    ``before_breadcrumb``; `render_breadcrumbs` gives it Sentry's form.
+    """
+
+    __slots__ = ("fields", "level", "logger", "time_ns")
+
+    def __init__(self, event: LogEvent) -> None:
+        self.fields = event.fields
+        self.level = event.level
+        self.logger = event.logger
+        self.time_ns = event.time_ns
+
+    def __getitem__(self, key: str) -> Any:
+        # sentry-sdk sorts an event's breadcrumbs by ``crumb["timestamp"]``.
+        return self.as_dict()[key]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The breadcrumb as sentry-sdk's ``add_breadcrumb`` would have kept it."""
+        return {
+            "type": "log",
+            "category": self.logger,
+            "level": level_name(self.level),
+            "message": str(self.fields.get("event", "")),
+            "data": _own_fields(self.fields),
+            "timestamp": _datetime(self.time_ns),
+        }
+
+
+def render_breadcrumbs(event: Any, hint: dict[str, Any]) -> Any:
+    """Give the pipeline's breadcrumbs in *event* Sentry's form (event processor).
+
+    Event processors run before sentry-sdk scrubs and serializes the event,
+    and after it merged the scopes' breadcrumbs in time order.
+    """
+    del hint
+    crumbs = event.get("breadcrumbs")
+    values = crumbs.get("values") if isinstance(crumbs, dict) else None
+    if isinstance(values, list):
+        crumbs["values"] = [
+            crumb.as_dict() if isinstance(crumb, _Breadcrumb) else crumb
+            for crumb in values
+        ]
+    return event
+
+
 class _Capture(LogEvent):
     """An event to send, with copies of the caller's Sentry scopes."""
 
@@ -192,6 +245,7 @@ class SentrySink(QueuedSink):
         self._outcomes: dict[str, _Outcome] = {}
         self._last_failed = False
         self.client = self._init_sdk()
+        self.max_breadcrumbs = int(self.client.options["max_breadcrumbs"])
 
     # Set-up and tear-down of sentry-sdk.
 
@@ -235,6 +289,7 @@ class SentrySink(QueuedSink):
             "before_send_log": self._before_send_log,
         }
         sentry_sdk.init(**options)
+        _add_render_breadcrumbs()
         return sentry_sdk.get_client()
 
     def _quiet_sdk_logger(self) -> None:
@@ -274,19 +329,17 @@ class SentrySink(QueuedSink):
             self._capture_log(event)
 
     def _add_breadcrumb(self, event: LogEvent) -> None:
+        # sentry-sdk's add_breadcrumb costs microseconds and a dozen objects
+        # per call; the scope's own buffer keeps what fork, clear and merge
+        # of scopes expect, and `render_breadcrumbs` does the rest later.
         import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
 
-        sentry_sdk.add_breadcrumb(
-            {
-                "type": "log",
-                "category": event.logger,
-                "level": level_name(event.level),
-                "message": event.event,
-                "data": _own_fields(event.fields),
-                "timestamp": _datetime(event.time_ns),
-            },
-            {_FROM_PIPELINE: True},
-        )
+        scope = sentry_sdk.get_isolation_scope()
+        crumbs: deque[Any] = scope._breadcrumbs  # noqa: SLF001
+        crumbs.append(_Breadcrumb(event))
+        if len(crumbs) > self.max_breadcrumbs:
+            crumbs.popleft()
+            scope._n_breadcrumbs_truncated += 1  # noqa: SLF001
 
     def _capture_log(self, event: LogEvent) -> None:
         import sentry_sdk.logger  # noqa: PLC0415 - loaded once the sink exists
@@ -417,8 +470,7 @@ class SentrySink(QueuedSink):
     def _before_breadcrumb(
         self, crumb: dict[str, Any], hint: dict[str, Any]
     ) -> dict[str, Any] | None:
-        if hint.get(_FROM_PIPELINE):
-            return crumb
+        del hint
         redacted: dict[str, Any] = self.policy.redact_value(crumb)
         return redacted
 
@@ -511,6 +563,17 @@ def _trace_context(item: LogEvent) -> dict[str, str] | None:
     if isinstance(trace_id, str) and isinstance(span_id, str):
         return {"trace_id": trace_id, "span_id": span_id}
     return None
+
+
+def _add_render_breadcrumbs() -> None:
+    """Run `render_breadcrumbs` for every event, once per process."""
+    from sentry_sdk.scope import (  # noqa: PLC0415
+        add_global_event_processor,
+        global_event_processors,
+    )
+
+    if render_breadcrumbs not in global_event_processors:
+        add_global_event_processor(render_breadcrumbs)
 
 
 def _unsent_envelopes(transport: Any) -> int:
