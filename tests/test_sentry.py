@@ -9,10 +9,12 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.request
 
 import pytest
 import sentry_sdk
+from sentry_sdk.feature_flags import add_feature_flag
 from sentry_server import SentryServer
 
 from runtime_logging import (
@@ -285,6 +287,72 @@ class TestTags:
         [event] = server.events
         assert event["tags"]["component"] == "downloader"
         assert event["tags"]["platform"] == platform_name()
+
+
+class TestScopesAtTheCall:
+    """An event carries its caller's Sentry scopes as they were at the call."""
+
+    def test_set_before_kept_set_after_left_out(self, sentry, server):
+        """Tags, user and contexts changed after the call stay out of its event."""
+        building, go_on = threading.Event(), threading.Event()
+
+        def before_send(event, hint):
+            # The first event holds the background thread: the second is
+            # built only after the scopes changed.
+            building.set()
+            go_on.wait(10)
+            return event
+
+        service = sentry(sentry_before_send=before_send)
+        log = service.get_logger()
+        with sentry_sdk.isolation_scope(), sentry_sdk.new_scope() as current:
+            log.error("first")
+            assert building.wait(10)
+            sentry_sdk.set_tag("stage", "download")
+            sentry_sdk.set_user({"id": "u-1"})
+            sentry_sdk.set_context("mirror", {"region": "eu"})
+            add_feature_flag("beta", result=True)
+            current.set_tag("attempt", "1")
+            log.error("second")
+            sentry_sdk.set_tag("stage", "install")
+            sentry_sdk.set_tag("late", "yes")
+            sentry_sdk.set_user({"id": "u-2"})
+            sentry_sdk.set_context("mirror", {"region": "us"})
+            sentry_sdk.set_context("late", {"seen": True})
+            add_feature_flag("late", result=True)
+            current.set_tag("attempt", "2")
+            go_on.set()
+            service.flush()
+
+        first, second = server.events
+        assert "stage" not in first["tags"]
+        assert second["tags"]["stage"] == "download"
+        assert second["tags"]["attempt"] == "1"
+        assert "late" not in second["tags"]
+        assert second["user"] == {"id": "u-1"}
+        assert second["contexts"]["mirror"] == {"region": "eu"}
+        assert "late" not in second["contexts"]
+        assert second["contexts"]["flags"]["values"] == [
+            {"flag": "beta", "result": True}
+        ]
+
+    def test_event_processors_of_the_scope(self, sentry, server):
+        """A processor added to the caller's scope runs for the pipeline's event."""
+        service = sentry()
+
+        def add_request(event, hint):
+            event["request"] = {"url": "https://app.example.com/install"}
+            return event
+
+        with sentry_sdk.new_scope() as scope:
+            scope.add_event_processor(add_request)
+            service.get_logger().error("in the request")
+        service.get_logger().error("outside")
+        service.flush()
+
+        inside, outside = server.events
+        assert inside["request"]["url"] == "https://app.example.com/install"
+        assert "request" not in outside
 
 
 class TestGrouping:

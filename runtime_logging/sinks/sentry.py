@@ -44,8 +44,10 @@ configured.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import logging
+import operator
 import socket
 import sys
 import threading
@@ -79,6 +81,7 @@ _FROM_PIPELINE = "runtime_logging"
 #: The ``sentry.origin`` of the logs the pipeline sends, already redacted.
 LOG_ORIGIN = "auto.log.runtime_logging"
 _NOT_EXTRA = frozenset(STANDARD_KEYS + TRACE_KEYS + TRAILING_KEYS)
+_NO_ANSWER = "no answer before the shutdown time ran out"
 _PLATFORMS = {"darwin": "macos", "win32": "windows", "cygwin": "windows"}
 _LOG_LEVELS = {
     "debug": "debug",
@@ -176,12 +179,79 @@ def render_breadcrumbs(event: Any, hint: dict[str, Any]) -> Any:
     return event
 
 
+#: A scope's values in `_ScopeCopier.names` order, and copies of its containers
+#: (None when they were all empty).
+_ScopeState = tuple[tuple[Any, ...], "tuple[Any, ...] | None"]
+
+
+class _ScopeCopier:
+    """Takes what ``Scope.fork()`` would of a Sentry scope, without the garbage.
+
+    A fork copies a dozen containers, mostly empty, and an error that waits
+    in the queue keeps them all: enough objects to set off the collector on
+    the caller's thread. This keeps the scope's values in one tuple and
+    copies only the containers that hold something, as fork copies them;
+    `make` puts the scope together on the background thread.
+    """
+
+    def __init__(self) -> None:
+        """Learn from a blank scope which of its values fork copies."""
+        from sentry_sdk.scope import Scope  # noqa: PLC0415
+
+        blank = Scope()
+        _ = blank.flags  # made on first use; fork copies it too
+        forked = blank.fork()
+        self.names = tuple(name for name in Scope.__slots__ if hasattr(blank, name))
+        copied = tuple(
+            name
+            for name in self.names
+            if getattr(forked, name) is not getattr(blank, name)
+        )
+        self._copied = tuple((self.names.index(name), name) for name in copied)
+        self._values = operator.attrgetter(*self.names)
+        self._containers = operator.attrgetter(*copied)
+        self._scope_class = Scope
+
+    def take(self, scope: Scope) -> _ScopeState:
+        """*scope* as it is now."""
+        held = self._containers(scope)
+        copies = tuple(map(_copy_value, held)) if any(held) else None
+        return self._values(scope), copies
+
+    def make(self, state: _ScopeState) -> Scope:
+        """A scope as *state* was taken."""
+        values, copies = state
+        scope = object.__new__(self._scope_class)
+        for name, value in zip(self.names, values, strict=True):
+            setattr(scope, name, value)
+        for number, (index, name) in enumerate(self._copied):
+            if copies is None:
+                value = values[index]
+                # An empty container, or None: the scope's own may have
+                # filled since.
+                setattr(scope, name, None if value is None else type(value)())
+            else:
+                setattr(scope, name, copies[number])
+        return scope
+
+
+def _copy_value(value: Any) -> Any:
+    """*value* copied as ``Scope.fork()`` copies it."""
+    if value is None:
+        return None
+    if isinstance(value, (dict, list, deque)):
+        return value.copy()
+    return copy.deepcopy(value)
+
+
 class _Capture(LogEvent):
-    """An event to send, with copies of the caller's Sentry scopes."""
+    """An event to send, with its caller's Sentry scopes as they were."""
 
     __slots__ = ("isolation", "original", "scope")
 
-    def __init__(self, event: LogEvent, isolation: Scope, scope: Scope) -> None:
+    def __init__(
+        self, event: LogEvent, isolation: _ScopeState, scope: _ScopeState
+    ) -> None:
         super().__init__(
             event.fields,
             event.level,
@@ -246,6 +316,7 @@ class SentrySink(QueuedSink):
         self._last_failed = False
         self.client = self._init_sdk()
         self.max_breadcrumbs = int(self.client.options["max_breadcrumbs"])
+        self._scopes = _ScopeCopier()
 
     # Set-up and tear-down of sentry-sdk.
 
@@ -316,11 +387,12 @@ class SentrySink(QueuedSink):
             if error is None or _first_sighting(error):
                 import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
 
+                take = self._scopes.take
                 super().emit(
                     _Capture(
                         event,
-                        sentry_sdk.get_isolation_scope().fork(),
-                        sentry_sdk.get_current_scope().fork(),
+                        take(sentry_sdk.get_isolation_scope()),
+                        take(sentry_sdk.get_current_scope()),
                     )
                 )
         elif level >= self.breadcrumb_level:
@@ -371,9 +443,11 @@ class SentrySink(QueuedSink):
                 # Closing after a failed request: the rest would fail too.
                 continue
             self._wait_for_transport()
-            event, hint = self._sentry_event(item)
+            isolation = self._scopes.make(item.isolation)
+            scope = self._scopes.make(item.scope)
+            event, hint = self._sentry_event(item, scope.span)
             outcome = self._outcomes[event["event_id"]] = _Outcome()
-            with use_isolation_scope(item.isolation), use_scope(item.scope):
+            with use_isolation_scope(isolation), use_scope(scope):
                 handed = sentry_sdk.capture_event(event, hint)
             if handed is None:
                 outcome.settle("not sent: a before_send hook or sampling dropped it")
@@ -389,11 +463,19 @@ class SentrySink(QueuedSink):
 
     def _wait_for(self, outcome: _Outcome) -> str | None:
         """The request's error (None for success); waits until closing ends."""
-        while not outcome.done.wait(0.05):
+        # One wake-up per answer, not a poll: a thread that wakes takes the
+        # GIL from the callers at their next write.
+        while not outcome.done.is_set():
             left = self.time_left()
             if self._closed or (left is not None and left <= 0):
-                return "no answer before the shutdown time ran out"
+                return _NO_ANSWER
+            outcome.done.wait(left)
         return outcome.error
+
+    def interrupt(self) -> None:
+        """Stop waiting for the answers; `close()` has given up on them."""
+        for outcome in list(self._outcomes.values()):
+            outcome.settle(_NO_ANSWER)
 
     def _sent(self, event_id: str, error: str | None) -> None:
         """sentry-sdk's worker ended the request for *event_id*."""
@@ -407,10 +489,12 @@ class SentrySink(QueuedSink):
         # excess in this sink's queue, whose drops are bounded and counted.
         transport = self.client.transport
         is_healthy = getattr(transport, "is_healthy", None)
+        pause = 0.01
         while is_healthy is not None and not self._closed and not is_healthy():
-            time.sleep(0.01)
+            self._stopped.wait(pause)
+            pause = min(0.1, pause * 2)
 
-    def _sentry_event(self, item: LogEvent) -> tuple[Any, dict[str, Any]]:
+    def _sentry_event(self, item: LogEvent, span: object) -> tuple[Any, dict[str, Any]]:
         from sentry_sdk.utils import event_from_exception  # noqa: PLC0415
 
         event: Any
@@ -437,7 +521,7 @@ class SentrySink(QueuedSink):
                 "timestamp": _datetime(item.time_ns),
             }
         )
-        trace = _trace_context(item)
+        trace = None if span is not None else _trace_context(item)
         if trace is not None:
             event["contexts"] = {"trace": trace}
         return event, hint
@@ -556,8 +640,6 @@ def _trace_context(item: LogEvent) -> dict[str, str] | None:
     Inside a Sentry span, sentry-sdk fills the trace context itself, with
     the same ids and more (``op``, the parent span).
     """
-    if isinstance(item, _Capture) and item.scope.span is not None:
-        return None
     trace_id = item.fields.get("trace_id")
     span_id = item.fields.get("span_id")
     if isinstance(trace_id, str) and isinstance(span_id, str):
