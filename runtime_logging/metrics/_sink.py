@@ -142,7 +142,10 @@ class MetricsSink(Sink):
         recorder = self.recorder
         name = fields["event"]
         rules = self._by_event.get(name)
-        with recorder.lock:
+        lock = recorder.lock
+        # acquire/release rather than ``with``: half the cost, on every event.
+        lock.acquire()
+        try:
             recorder.add_unlocked(self.events, (fields["level"],), 1.0)
             if event.level >= 30:
                 found = self._classify(fields)
@@ -155,6 +158,8 @@ class MetricsSink(Sink):
             if rules is not None:
                 for rule in rules:
                     self._apply(rule, fields)
+        finally:
+            lock.release()
         self.delivered += 1
 
     def _count_suppressed(self, fields: Mapping[str, Any]) -> None:
