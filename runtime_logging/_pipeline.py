@@ -186,18 +186,19 @@ class _Clock:
     """RFC 3339 UTC timestamps with microseconds, cached per second."""
 
     def __init__(self) -> None:
-        # One tuple, replaced whole, so that threads never pair one second's
-        # text with another second: (start ns, end ns, "...:SS.%06dZ").
-        self._cached = (0, 0, "")
+        #: One tuple, replaced whole, so that threads never pair one second's
+        #: text with another second: (start ns, end ns, "...:SS.%06dZ"). The
+        #: pipeline formats with it inline while the second lasts.
+        self.cached = (0, 0, "")
 
     def format(self, time_ns: int) -> str:
-        start, end, text = self._cached
+        start, end, text = self.cached
         if not start <= time_ns < end:
             second = time_ns // 1_000_000_000
             start, end = second * 1_000_000_000, (second + 1) * 1_000_000_000
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             text = prefix + ".%06dZ"
-            self._cached = (start, end, text)
+            self.cached = (start, end, text)
         return text % ((time_ns - start) // 1000)
 
 
@@ -376,7 +377,12 @@ class Pipeline:
             plain = policy.redact_fields(fields)
 
         event = self._template.copy()
-        event["timestamp"] = self._clock.format(time_ns)
+        start, end, text = self._clock.cached
+        event["timestamp"] = (
+            text % ((time_ns - start) // 1000)
+            if start <= time_ns < end
+            else self._clock.format(time_ns)
+        )
         event["level"] = LEVEL_NAMES[level]
         event["logger"] = logger
         event["event"] = message

@@ -139,6 +139,7 @@ class FileSink(Sink):
     def emit(self, event: LogEvent) -> None:
         """Append *event* as one line in one ``write()``."""
         line = event.json_line
+        now = event.time_ns / 1e9
         lock = self._lock
         # acquire/release rather than ``with``: half the cost, on every line.
         lock.acquire()
@@ -148,7 +149,7 @@ class FileSink(Sink):
                 return
             self._inside = True
             try:
-                self._emit_locked(line, event.time_ns / 1e9)
+                self._emit_locked(line, now)
             finally:
                 self._inside = False
         finally:
@@ -160,9 +161,9 @@ class FileSink(Sink):
         try:
             if (
                 # The usual case, spelled out: the descriptor is whole and
-                # current, and no threshold is reached. The end of an O_APPEND
-                # file is where every process's next line goes: one cheap
-                # syscall tells the shared size, with no stat of the path.
+                # current, and no threshold is reached. The end of an
+                # O_APPEND file is where every process's next line goes: one
+                # cheap syscall tells the shared size, with no stat of the path.
                 fd < 0
                 or now >= self._next_check
                 or self._reopen_requested
