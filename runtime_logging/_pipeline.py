@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequenc
 from pathlib import Path
 from typing import Any, Protocol
 
+from orjson import OPT_APPEND_NEWLINE as _APPEND_NEWLINE
+from orjson import dumps as _dumps
 from structlog import DropEvent
 
 from runtime_logging._diagnostics import Diagnostics, diagnostics
@@ -152,7 +154,15 @@ class LogEvent:
         """The event as one line of JSON, newline included."""
         line = self._line
         if line is None:
-            line = self._line = dumps_line(self.fields, self._plain)
+            if self._plain:
+                # dumps_line's first step, without the call: most events.
+                try:
+                    line = _dumps(self.fields, option=_APPEND_NEWLINE)
+                except TypeError:
+                    line = dumps_line(self.fields)
+            else:
+                line = dumps_line(self.fields)
+            self._line = line
         return line
 
 

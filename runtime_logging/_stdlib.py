@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from runtime_logging import _pipeline
@@ -26,28 +25,21 @@ _COLLIDED = "_runtime_logging_extra"
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The fields a caller passed with ``extra=``, under their own names."""
     attributes = record.__dict__
-    fields = {k: v for k, v in _added_items(attributes) if k not in RECORD_ATTRIBUTES}
+    keys = list(attributes)
+    if keys[:1] == _FIRST and keys[_LAST_INDEX : _LAST_INDEX + 1] == _LAST:
+        # A record made by `logging.LogRecord` holds its own attributes first,
+        # in a known order, so only what follows needs a look.
+        keys = keys[len(_MADE_WITH) :]
+    fields = {k: attributes[k] for k in keys if k not in RECORD_ATTRIBUTES}
     collided = attributes.get(_COLLIDED)
     if collided:
         fields.update(collided)
     return fields
 
 
-def _added_items(attributes: dict[str, Any]) -> Iterable[tuple[str, Any]]:
-    """The items of a record's *attributes*, past those it was made with.
-
-    A record made by `logging.LogRecord` holds its own attributes first, in
-    a known order, so only what follows needs a look; a record laid out any
-    other way is looked at whole.
-    """
-    keys = iter(attributes)
-    if (
-        next(keys, None) == _MADE_WITH[0]
-        and next(itertools.islice(keys, len(_MADE_WITH) - 2, None), None)
-        == _MADE_WITH[-1]
-    ):
-        return itertools.islice(attributes.items(), len(_MADE_WITH), None)
-    return attributes.items()
+_FIRST = [_MADE_WITH[0]]
+_LAST = [_MADE_WITH[-1]]
+_LAST_INDEX = len(_MADE_WITH) - 1
 
 
 class PipelineHandler(logging.Handler):

@@ -149,43 +149,38 @@ class FileSink(Sink):
                 return
             self._inside = True
             try:
-                self._emit_locked(line, now)
+                fd = self._fd
+                max_bytes = self.max_bytes
+                if (
+                    # The usual case, spelled out: the descriptor is whole and
+                    # current, and no threshold is reached. The end of an
+                    # O_APPEND file is where every process's next line goes:
+                    # one cheap syscall tells the shared size.
+                    fd < 0
+                    or now >= self._next_check
+                    or self._reopen_requested
+                    or self._partial
+                    or self._pending
+                    or self._closed
+                    or self._state != HEALTHY
+                    or (self.interval and now >= self._period_end)
+                    or (max_bytes and os.lseek(fd, 0, os.SEEK_END) >= max_bytes)
+                ):
+                    self._emit_checked(line, now)
+                    return
+                written = os.write(fd, line)
+                if written != len(line):
+                    self._write(line, written)
+                self.delivered += 1
+                self._written_since_check += 1
+            except OSError as error:
+                self.dropped += 1
+                self._failed(f"write to {self.path}", error)
+                self._close_fd()
             finally:
                 self._inside = False
         finally:
             lock.release()
-
-    def _emit_locked(self, line: bytes, now: float) -> None:
-        fd = self._fd
-        max_bytes = self.max_bytes
-        try:
-            if (
-                # The usual case, spelled out: the descriptor is whole and
-                # current, and no threshold is reached. The end of an
-                # O_APPEND file is where every process's next line goes: one
-                # cheap syscall tells the shared size, with no stat of the path.
-                fd < 0
-                or now >= self._next_check
-                or self._reopen_requested
-                or self._partial
-                or self._pending
-                or self._closed
-                or self._state != HEALTHY
-                or (self.interval and now >= self._period_end)
-                or (max_bytes and os.lseek(fd, 0, os.SEEK_END) >= max_bytes)
-            ):
-                self._emit_checked(line, now)
-                return
-            written = os.write(fd, line)
-            if written != len(line):
-                self._write(line, written)
-        except OSError as error:
-            self.dropped += 1
-            self._failed(f"write to {self.path}", error)
-            self._close_fd()
-            return
-        self.delivered += 1
-        self._written_since_check += 1
 
     def _emit_checked(self, line: bytes, now: float) -> None:
         """`emit` when the file is to be checked, rotated or mended first."""
