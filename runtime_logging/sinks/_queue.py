@@ -71,7 +71,10 @@ class QueuedSink(Sink):
         self.batch_bytes = batch_bytes
         #: Bytes held: the queue and the batch in flight.
         self.queued_bytes = 0
-        self._queue: collections.deque[tuple[LogEvent, int]] = collections.deque()
+        # The sizes apart from the events: a tuple per event would be one
+        # more object for the collector to count on the caller's thread.
+        self._queue: collections.deque[LogEvent] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()
         self._in_flight = 0
         self._in_flight_bytes = 0
         self._batch_number = 0
@@ -124,7 +127,8 @@ class QueuedSink(Sink):
             ):
                 self._drop(1, CLOSED if self._closed else FULL)
                 return
-            self._queue.append((self.keep(event), size))
+            self._queue.append(self.keep(event))
+            self._sizes.append(size)
             self.queued_bytes += size
             if not self._wake.is_set() and (
                 len(self._queue) >= self.batch_entries
@@ -151,11 +155,11 @@ class QueuedSink(Sink):
             batch: list[LogEvent] = []
             size = 0
             while self._queue and len(batch) < self.batch_entries:
-                event, event_size = self._queue[0]
+                event_size = self._sizes[0]
                 if batch and self.batch_bytes and size + event_size > self.batch_bytes:
                     break
-                self._queue.popleft()
-                batch.append(event)
+                self._sizes.popleft()
+                batch.append(self._queue.popleft())
                 size += event_size
             self._in_flight = len(batch)
             self._in_flight_bytes = size
@@ -274,6 +278,7 @@ class QueuedSink(Sink):
             self._closed = True
             left = len(self._queue) + self._in_flight
             self._queue.clear()
+            self._sizes.clear()
             self._in_flight = self._in_flight_bytes = self.queued_bytes = 0
             self._batch_number += 1
             if left:
@@ -292,6 +297,7 @@ class QueuedSink(Sink):
         """Drop the parent's queue and counts; restart the thread on next use."""
         super().after_fork()
         self._queue.clear()
+        self._sizes.clear()
         self.queued_bytes = self._in_flight = self._in_flight_bytes = 0
         self.delivered = self.dropped = self.failures = 0
         self._unreported = {}

@@ -179,9 +179,9 @@ def render_breadcrumbs(event: Any, hint: dict[str, Any]) -> Any:
     return event
 
 
-#: A scope's values in `_ScopeCopier.names` order, and copies of its containers
-#: (None when they were all empty).
-_ScopeState = tuple[tuple[Any, ...], "tuple[Any, ...] | None"]
+#: Scopes' values in `_ScopeCopier.names` order, each followed by copies of
+#: its containers (None when they were all empty): one object for them all.
+_ScopeState = tuple[Any, ...]
 
 
 class _ScopeCopier:
@@ -212,15 +212,26 @@ class _ScopeCopier:
         self._containers = operator.attrgetter(*copied)
         self._scope_class = Scope
 
-    def take(self, scope: Scope) -> _ScopeState:
-        """*scope* as it is now."""
-        held = self._containers(scope)
-        copies = tuple(map(_copy_value, held)) if any(held) else None
-        return self._values(scope), copies
+    def take(self, isolation: Scope, current: Scope) -> _ScopeState:
+        """The *isolation* and *current* scopes as they are now."""
+        return (
+            *self._values(isolation),
+            self._copies(isolation),
+            *self._values(current),
+            self._copies(current),
+        )
 
-    def make(self, state: _ScopeState) -> Scope:
-        """A scope as *state* was taken."""
-        values, copies = state
+    def _copies(self, scope: Scope) -> tuple[Any, ...] | None:
+        held = self._containers(scope)
+        return tuple(map(_copy_value, held)) if any(held) else None
+
+    def make(self, state: _ScopeState) -> tuple[Scope, Scope]:
+        """The isolation and current scopes as *state* took them."""
+        size = len(self.names) + 1
+        return self._make(state[:size]), self._make(state[size:])
+
+    def _make(self, state: _ScopeState) -> Scope:
+        values, copies = state[:-1], state[-1]
         scope = object.__new__(self._scope_class)
         for name, value in zip(self.names, values, strict=True):
             setattr(scope, name, value)
@@ -247,11 +258,9 @@ def _copy_value(value: Any) -> Any:
 class _Capture(LogEvent):
     """An event to send, with its caller's Sentry scopes as they were."""
 
-    __slots__ = ("isolation", "original", "scope")
+    __slots__ = ("scopes",)
 
-    def __init__(
-        self, event: LogEvent, isolation: _ScopeState, scope: _ScopeState
-    ) -> None:
+    def __init__(self, event: LogEvent, scopes: _ScopeState) -> None:
         super().__init__(
             event.fields,
             event.level,
@@ -260,14 +269,9 @@ class _Capture(LogEvent):
             event.exc_info,
             event.template,
         )
-        self.original = event
-        self.isolation = isolation
-        self.scope = scope
-
-    @property
-    def json_line(self) -> bytes:
-        """The original event's line, rendered once for every sink."""
-        return self.original.json_line
+        # Rendered once for every sink; the event itself is not kept.
+        self._line = event.json_line
+        self.scopes = scopes
 
 
 class SentrySink(QueuedSink):
@@ -387,14 +391,10 @@ class SentrySink(QueuedSink):
             if error is None or _first_sighting(error):
                 import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
 
-                take = self._scopes.take
-                super().emit(
-                    _Capture(
-                        event,
-                        take(sentry_sdk.get_isolation_scope()),
-                        take(sentry_sdk.get_current_scope()),
-                    )
+                scopes = self._scopes.take(
+                    sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()
                 )
+                super().emit(_Capture(event, scopes))
         elif level >= self.breadcrumb_level:
             self._add_breadcrumb(event)
         if level >= self.logs_level:
@@ -443,8 +443,7 @@ class SentrySink(QueuedSink):
                 # Closing after a failed request: the rest would fail too.
                 continue
             self._wait_for_transport()
-            isolation = self._scopes.make(item.isolation)
-            scope = self._scopes.make(item.scope)
+            isolation, scope = self._scopes.make(item.scopes)
             event, hint = self._sentry_event(item, scope.span)
             outcome = self._outcomes[event["event_id"]] = _Outcome()
             with use_isolation_scope(isolation), use_scope(scope):
