@@ -52,9 +52,11 @@ test: lint typecheck unit bench-quick
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/breakdown.py
 
 bench-quick: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py --quick
+	$(BIN)/python benchmarks/breakdown.py --calls 200 --rounds 1
 
 clean:
 	rm -rf $(VENV) logs .coverage
