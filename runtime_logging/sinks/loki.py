@@ -31,6 +31,7 @@ import base64
 import contextlib
 import email.utils
 import gzip
+import operator
 import random
 import re
 import socket
@@ -54,6 +55,8 @@ from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, field_key
 from runtime_logging.sinks._queue import QueuedSink
 
 PUSH_PATH = "/loki/api/v1/push"
+#: What no field holds: the stream of the first entry is always made.
+_NO_VALUE = object()
 
 #: Loki's default ``max_line_size`` (256KB, where Loki's KB is 1024 bytes).
 LOKI_MAX_LINE_BYTES = 256 * 1024
@@ -162,6 +165,10 @@ class LokiSink(QueuedSink):
         self._keep = self.labels + self.metadata
         self._headers = _headers(tenant, username, password, token)
         self._last_time: dict[tuple[tuple[str, str], ...], int] = {}
+        self._last_stream: tuple[tuple[object, ...], dict[str, str]] = (
+            (_NO_VALUE,) * len(self._keep),
+            {},
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LokiSink:
@@ -187,12 +194,17 @@ class LokiSink(QueuedSink):
 
     def keep(self, event: LogEvent) -> LogEvent:
         """The line, the time and the stream's fields of an admitted *event*."""
-        fields = event.fields
-        stream = {
-            name: _text(fields[name])
-            for name in self._keep
-            if fields.get(name) is not None
-        }
+        values = tuple(map(event.fields.get, self._keep))
+        last_values, stream = self._last_stream
+        # Entries of the same stream share its fields: one object per entry
+        # in the buffer is what the collector counts on the caller's thread.
+        if not all(map(operator.is_, values, last_values)):
+            stream = {
+                name: _text(value)
+                for name, value in zip(self._keep, values, strict=True)
+                if value is not None
+            }
+            self._last_stream = values, stream
         return _Entry(event, stream)
 
     # The background side.
