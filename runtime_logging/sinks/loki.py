@@ -165,8 +165,8 @@ class LokiSink(QueuedSink):
         self._keep = self.labels + self.metadata
         self._headers = _headers(tenant, username, password, token)
         self._last_time: dict[tuple[tuple[str, str], ...], int] = {}
-        self._last_stream: tuple[tuple[object, ...], dict[str, str]] = (
-            (_NO_VALUE,) * len(self._keep),
+        self._last_stream: tuple[list[object], dict[str, str]] = (
+            [_NO_VALUE] * len(self._keep),
             {},
         )
 
@@ -194,7 +194,8 @@ class LokiSink(QueuedSink):
 
     def keep(self, event: LogEvent) -> LogEvent:
         """The line, the time and the stream's fields of an admitted *event*."""
-        values = tuple(map(event.fields.get, self._keep))
+        fields = event.fields
+        values = [fields.get(name) for name in self._keep]
         last_values, stream = self._last_stream
         # Entries of the same stream share its fields: one object per entry
         # in the buffer is what the collector counts on the caller's thread.
