@@ -336,6 +336,36 @@ class TestScopesAtTheCall:
             {"flag": "beta", "result": True}
         ]
 
+    def test_errors_in_a_row(self, sentry, server):
+        """Errors logged in a row each carry the user of their own call."""
+        building, go_on = threading.Event(), threading.Event()
+
+        def before_send(event, hint):
+            building.set()
+            go_on.wait(10)
+            return event
+
+        service = sentry(sentry_before_send=before_send)
+        log = service.get_logger()
+        with sentry_sdk.isolation_scope():
+            log.error("first")
+            assert building.wait(10)
+            log.error("anonymous")
+            sentry_sdk.set_user({"id": "u-1"})
+            log.error("of u-1")
+            log.error("of u-1 again")
+            sentry_sdk.set_user({"id": "u-2"})
+            go_on.set()
+            service.flush()
+
+        users = {e["logentry"]["formatted"]: e.get("user") for e in server.events}
+        assert users == {
+            "first": None,
+            "anonymous": None,
+            "of u-1": {"id": "u-1"},
+            "of u-1 again": {"id": "u-1"},
+        }
+
     def test_event_processors_of_the_scope(self, sentry, server):
         """A processor added to the caller's scope runs for the pipeline's event."""
         service = sentry()

@@ -211,15 +211,34 @@ class _ScopeCopier:
         self._values = operator.attrgetter(*self.names)
         self._containers = operator.attrgetter(*copied)
         self._scope_class = Scope
+        #: The last state without copies, and the values it was taken from.
+        self._last: tuple[tuple[Any, ...], tuple[Any, ...], _ScopeState] | None = None
 
     def take(self, isolation: Scope, current: Scope) -> _ScopeState:
         """The *isolation* and *current* scopes as they are now."""
-        return (
-            *self._values(isolation),
-            self._copies(isolation),
-            *self._values(current),
-            self._copies(current),
-        )
+        isolation_values = self._values(isolation)
+        current_values = self._values(current)
+        isolation_copies = self._copies(isolation)
+        current_copies = self._copies(current)
+        if isolation_copies is not None or current_copies is not None:
+            return (
+                *isolation_values,
+                isolation_copies,
+                *current_values,
+                current_copies,
+            )
+        # Nothing to copy: the same values as the last error's are the same
+        # state, and a burst of errors shares one.
+        last = self._last
+        if (
+            last is not None
+            and all(map(operator.is_, isolation_values, last[0]))
+            and all(map(operator.is_, current_values, last[1]))
+        ):
+            return last[2]
+        state = (*isolation_values, None, *current_values, None)
+        self._last = isolation_values, current_values, state
+        return state
 
     def _copies(self, scope: Scope) -> tuple[Any, ...] | None:
         held = self._containers(scope)
