@@ -241,8 +241,11 @@ class _ScopeCopier:
         return state
 
     def _copies(self, scope: Scope) -> tuple[Any, ...] | None:
+        """Copies of the containers that hold something; None for the others."""
         held = self._containers(scope)
-        return tuple(map(_copy_value, held)) if any(held) else None
+        if not any(held):
+            return None
+        return tuple([_copy_value(value) if value else None for value in held])
 
     def make(self, state: _ScopeState) -> tuple[Scope, Scope]:
         """The isolation and current scopes as *state* took them."""
@@ -255,13 +258,12 @@ class _ScopeCopier:
         for name, value in zip(self.names, values, strict=True):
             setattr(scope, name, value)
         for number, (index, name) in enumerate(self._copied):
-            if copies is None:
+            copied = None if copies is None else copies[number]
+            if copied is None:
+                # It was empty, or None: the scope's own may have filled since.
                 value = values[index]
-                # An empty container, or None: the scope's own may have
-                # filled since.
-                setattr(scope, name, None if value is None else type(value)())
-            else:
-                setattr(scope, name, copies[number])
+                copied = None if value is None else type(value)()
+            setattr(scope, name, copied)
         return scope
 
 
