@@ -61,6 +61,15 @@ def sentry(server):
     return configure
 
 
+class Mirror:
+    """A value JSON has no word for."""
+
+    def __str__(self):
+        return "mirror eu-1"
+
+    __repr__ = __str__
+
+
 def breadcrumbs(event):
     return event.get("breadcrumbs", {}).get("values", [])
 
@@ -114,6 +123,20 @@ class TestWhatGoesWhere:
         assert event["extra"]["sizes"] == [1, 2]
         assert event["logger"] == "dl"
         assert "timestamp" not in event["extra"]
+
+    def test_values_as_the_line_has_them(self, sentry, server):
+        """Values JSON has no word for are sent as the line renders them."""
+        service = sentry()
+
+        service.get_logger("dl").error(
+            "Download failed", size=2**70 + 1, modules=("a", "b"), mirror=Mirror()
+        )
+        service.flush()
+
+        [event] = server.events
+        assert event["extra"]["size"] == 2**70 + 1
+        assert event["extra"]["modules"] == ["a", "b"]
+        assert event["extra"]["mirror"] == "mirror eu-1"
 
     def test_levels_are_settings(self, sentry, server):
         """sentry_event_level and sentry_breadcrumb_level move the thresholds."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import json
 import logging
 import operator
 import socket
@@ -82,6 +83,8 @@ _FROM_PIPELINE = "runtime_logging"
 LOG_ORIGIN = "auto.log.runtime_logging"
 _NOT_EXTRA = frozenset(STANDARD_KEYS + TRACE_KEYS + TRAILING_KEYS)
 _NO_ANSWER = "no answer before the shutdown time ran out"
+#: The fields of a queued error until `_Capture.read_fields`; never written.
+_UNREAD: dict[str, Any] = {}
 _PLATFORMS = {"darwin": "macos", "win32": "windows", "cygwin": "windows"}
 _LOG_LEVELS = {
     "debug": "debug",
@@ -277,13 +280,18 @@ def _copy_value(value: Any) -> Any:
 
 
 class _Capture(LogEvent):
-    """An event to send, with its caller's Sentry scopes as they were."""
+    """An event to send, with its caller's Sentry scopes as they were.
+
+    It keeps the event's JSON line, not its fields (one object fewer per
+    queued error for the collector to count on the caller's thread);
+    `read_fields` gets them back on the background thread.
+    """
 
     __slots__ = ("scopes",)
 
     def __init__(self, event: LogEvent, scopes: _ScopeState) -> None:
         super().__init__(
-            event.fields,
+            _UNREAD,
             event.level,
             event.logger,
             event.time_ns,
@@ -293,6 +301,12 @@ class _Capture(LogEvent):
         # Rendered once for every sink; the event itself is not kept.
         self._line = event.json_line
         self.scopes = scopes
+
+    def read_fields(self) -> None:
+        """Read the fields back from the line."""
+        # The stdlib's parser: orjson reads integers past 64 bits as floats.
+        fields = json.loads(self.json_line)
+        self.fields = fields if isinstance(fields, dict) else {}
 
 
 class SentrySink(QueuedSink):
@@ -464,6 +478,7 @@ class SentrySink(QueuedSink):
                 # Closing after a failed request: the rest would fail too.
                 continue
             self._wait_for_transport()
+            item.read_fields()
             isolation, scope = self._scopes.make(item.scopes)
             event, hint = self._sentry_event(item, scope.span)
             outcome = self._outcomes[event["event_id"]] = _Outcome()
