@@ -3,22 +3,22 @@
 Delivery contract:
 
 - ``ERROR`` and above (``sentry_event_level``) become Sentry events, with the
-  event's fields as extra data and the exception as Sentry's exception;
-  they are grouped by the event's name (its message before ``%``
-  arguments), not by the rendered text with the ids of one occurrence in it.
-  ``INFO`` and above (``sentry_breadcrumb_level``) become breadcrumbs of the
-  caller's isolation scope, so the next event of the same request carries
-  them, in time order with sentry-sdk's own and within ``max_breadcrumbs``
-  (events sentry-sdk captures itself included). With
-  ``sentry_logs`` on, events at ``sentry_logs_level`` and above are also sent
-  as Sentry structured logs.
+  event's fields as extra data (as its JSON line renders them) and the
+  exception as Sentry's exception; they are grouped by the event's name
+  (its message before ``%`` arguments), not by the rendered text with the
+  ids of one occurrence in it. ``INFO`` and above
+  (``sentry_breadcrumb_level``) become breadcrumbs of the caller's
+  isolation scope, so the next event of the same request carries them, in
+  time order with sentry-sdk's own and within ``max_breadcrumbs`` (events
+  sentry-sdk captures itself included). With ``sentry_logs`` on, events at
+  ``sentry_logs_level`` and above are also sent as Sentry structured logs.
 - One exception gives one Sentry event, however many paths see it (logged
   through structlog and stdlib, logged and then uncaught, captured by
   sentry-sdk itself): the exception object is marked when it is first sent.
 - The caller's thread only records a breadcrumb (four references in the
-  scope's buffer, made into Sentry's form when an event is built) or copies
-  what an event needs of its Sentry scopes; building the event (frames,
-  serialization, the hooks) happens on this
+  scope's buffer, made into Sentry's form when an event is built) or takes
+  what an error's event needs of its Sentry scopes as they are at the call;
+  building the event (frames, serialization, the hooks) happens on this
   sink's background thread behind a bounded queue, and sentry-sdk's own
   transport sends from its worker thread with explicit connect and read
   timeouts. While that transport's queue is full, events wait in this
