@@ -306,6 +306,29 @@ class TestDelivery:
         [[(_, _, metadata)]] = loki.streams.values()
         assert metadata == {"request_id": "r-1", "attempt": "2"}
 
+    def test_metadata_of_each_event(self, loki):
+        """Each entry has its own event's metadata, a value changed in place too."""
+        service = _configure(loki.url, loki_metadata="request_id,mirrors")
+        log = service.get_logger()
+        mirrors = ["eu-1"]
+
+        log.info("first", request_id="r-1", mirrors=mirrors)
+        mirrors.append("us-1")
+        log.info("second", request_id="r-1", mirrors=mirrors)
+        log.info("third", request_id="r-2", mirrors=mirrors)
+        service.shutdown()
+
+        entries = {
+            json.loads(line)["event"]: metadata
+            for stream in loki.streams.values()
+            for _, line, metadata in stream
+        }
+        assert entries == {
+            "first": {"request_id": "r-1", "mirrors": "['eu-1']"},
+            "second": {"request_id": "r-1", "mirrors": "['eu-1', 'us-1']"},
+            "third": {"request_id": "r-2", "mirrors": "['eu-1', 'us-1']"},
+        }
+
     def test_health_counts(self, loki):
         """Health gives delivered, dropped, failures, depth and bytes."""
         service = _configure(loki.url)

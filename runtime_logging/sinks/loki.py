@@ -57,6 +57,8 @@ from runtime_logging.sinks._queue import QueuedSink
 PUSH_PATH = "/loki/api/v1/push"
 #: What no field holds: the stream of the first entry is always made.
 _NO_VALUE = object()
+#: Values whose text can't change while they stay the same object.
+_UNCHANGING = frozenset({str, int, float, bool, type(None)})
 
 #: Loki's default ``max_line_size`` (256KB, where Loki's KB is 1024 bytes).
 LOKI_MAX_LINE_BYTES = 256 * 1024
@@ -205,7 +207,8 @@ class LokiSink(QueuedSink):
                 for name, value in zip(self._keep, values, strict=True)
                 if value is not None
             }
-            self._last_stream = values, stream
+            if all(type(value) in _UNCHANGING for value in values):
+                self._last_stream = values, stream
         return _Entry(event, stream)
 
     # The background side.
