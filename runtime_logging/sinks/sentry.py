@@ -151,6 +151,8 @@ class _Breadcrumb:
 
     def __getitem__(self, key: str) -> Any:
         # sentry-sdk sorts an event's breadcrumbs by ``crumb["timestamp"]``.
+        if key == "timestamp":
+            return _datetime(self.time_ns)
         return self.as_dict()[key]
 
     def as_dict(self) -> dict[str, Any]:
