@@ -195,3 +195,107 @@ def test_handler_line_written_once(tmp_path: Path, signals: int) -> None:
         """,
     )
     assert events(lines) == ["from-signal"] * signals
+
+
+STORM = """
+import os, threading, time
+sys.path.insert(0, sys.argv[2])
+from loki_server import LokiReceiver
+
+loki = LokiReceiver()
+service = configure_logging(
+    env={}, console="off", log_dir=str(log_dir), metrics=True,
+    metrics_address="off", handle_signals=False, loki_url=loki.url,
+    loki_batch_interval=0.05,
+)
+log = service.get_logger("storm")
+
+
+class Interrupt(BaseException):
+    pass
+
+
+def interrupt(number, frame):
+    if state["armed"]:
+        raise Interrupt
+
+
+signal.signal(signal.SIGINT, interrupt)
+stop = threading.Event()
+
+
+def storm():
+    while not stop.is_set():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.0005)
+
+
+def other():
+    while not stop.is_set():
+        log.info("other")
+
+
+workers = [threading.Thread(target=f, daemon=True) for f in (storm, other)]
+for worker in workers:
+    worker.start()
+interrupted = 0
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    try:
+        state["armed"] = True
+        log.info("main")
+        state["armed"] = False
+    except Interrupt:
+        state["armed"] = False
+        interrupted += 1
+stop.set()
+for worker in workers:
+    worker.join()
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+# Every lock free again, and the queued sink still sending: the other
+# thread's lines and these reach their sinks.
+done = threading.Event()
+
+
+def after():
+    for number in range(100):
+        log.info("after the storm", number=number)
+    done.set()
+
+
+threading.Thread(target=after, daemon=True).start()
+assert done.wait(10), "a logging call waits for a lock the storm left held"
+service.shutdown()
+after_lines = [line for line in loki.lines() if "after the storm" in line]
+loki.stop()
+print(json.dumps({"interrupted": interrupted, "loki": len(after_lines)}))
+"""
+
+
+def test_exceptions_raised_by_signal_handlers_leave_no_lock_held(
+    tmp_path: Path,
+) -> None:
+    """A handler that raises (Ctrl-C, sys.exit) mid-call breaks no sink.
+
+    A storm of signals whose handler raises lands at every point of the
+    main thread's calls; afterwards another thread's calls still go
+    through, and the queued sink still delivers.
+    """
+    script = PRELUDE + STORM
+    tests = Path(__file__).parent
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(tests)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["interrupted"] > 100, report
+    assert report["loki"] == 100, report
+    lines = [
+        json.loads(line) for line in (tmp_path / "app.log").read_bytes().splitlines()
+    ]
+    assert sum(line["event"] == "after the storm" for line in lines) == 100
