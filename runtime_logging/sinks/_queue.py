@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from runtime_logging._diagnostics import diagnostics
 from runtime_logging._pipeline import LogEvent, internal_thread
@@ -71,10 +72,11 @@ class QueuedSink(Sink):
         self.batch_bytes = batch_bytes
         #: Bytes held: the queue and the batch in flight.
         self.queued_bytes = 0
-        # The sizes apart from the events: a tuple per event would be one
-        # more object for the collector to count on the caller's thread.
-        self._queue: collections.deque[LogEvent] = collections.deque()
-        self._sizes: collections.deque[int] = collections.deque()
+        # Each event followed by its size, added in one extend(): a tuple
+        # kept per event would be one more object for the collector to count
+        # on the caller's thread, and two appends could be parted by a
+        # signal handler that raises between them.
+        self._queue: collections.deque[Any] = collections.deque()
         self._in_flight = 0
         self._in_flight_bytes = 0
         self._batch_number = 0
@@ -122,16 +124,15 @@ class QueuedSink(Sink):
         with self._lock:
             if (
                 self._closed
-                or len(self._queue) + self._in_flight >= self.max_entries
+                or len(self._queue) // 2 + self._in_flight >= self.max_entries
                 or self.queued_bytes + size > self.max_bytes
             ):
                 self._drop(1, CLOSED if self._closed else FULL)
                 return
-            self._queue.append(self.keep(event))
-            self._sizes.append(size)
+            self._queue.extend((self.keep(event), size))
             self.queued_bytes += size
             if not self._wake.is_set() and (
-                len(self._queue) >= self.batch_entries
+                len(self._queue) >= 2 * self.batch_entries
                 or (self.batch_bytes and self.queued_bytes >= self.batch_bytes)
             ):
                 self._wake.set()
@@ -154,13 +155,18 @@ class QueuedSink(Sink):
         with self._lock:
             batch: list[LogEvent] = []
             size = 0
-            while self._queue and len(batch) < self.batch_entries:
-                event_size = self._sizes[0]
+            queue = self._queue
+            while queue and len(batch) < self.batch_entries:
+                event_size = queue[1]
                 if batch and self.batch_bytes and size + event_size > self.batch_bytes:
                     break
-                self._sizes.popleft()
-                batch.append(self._queue.popleft())
+                batch.append(queue.popleft())
+                queue.popleft()
                 size += event_size
+            if not queue:
+                # What is held is the batch: mends a count a signal handler
+                # that raised in emit() left one event off.
+                self.queued_bytes = size
             self._in_flight = len(batch)
             self._in_flight_bytes = size
             self._batch_number += 1
@@ -246,7 +252,7 @@ class QueuedSink(Sink):
     @property
     def queue_depth(self) -> int:
         """Events waiting for the background thread or in flight."""
-        return len(self._queue) + self._in_flight
+        return len(self._queue) // 2 + self._in_flight
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the queue is empty, at most *timeout* seconds."""
@@ -276,9 +282,8 @@ class QueuedSink(Sink):
         self.flush(drain)
         with self._lock:
             self._closed = True
-            left = len(self._queue) + self._in_flight
+            left = len(self._queue) // 2 + self._in_flight
             self._queue.clear()
-            self._sizes.clear()
             self._in_flight = self._in_flight_bytes = self.queued_bytes = 0
             self._batch_number += 1
             if left:
@@ -297,7 +302,6 @@ class QueuedSink(Sink):
         """Drop the parent's queue and counts; restart the thread on next use."""
         super().after_fork()
         self._queue.clear()
-        self._sizes.clear()
         self.queued_bytes = self._in_flight = self._in_flight_bytes = 0
         self.delivered = self.dropped = self.failures = 0
         self._unreported = {}
