@@ -252,6 +252,7 @@ stop.set()
 for worker in workers:
     worker.join()
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+service.flush()  # what the flood queued, so that the next lines find room
 # Every lock free again, and the queued sink still sending: the other
 # thread's lines and these reach their sinks.
 done = threading.Event()
