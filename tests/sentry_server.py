@@ -72,7 +72,7 @@ class SentryServer:
         self.encodings: list[str] = []
         self.envelopes: list[tuple[dict, list[tuple[dict, bytes]]]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # wait_for's predicate reads the lists
         self._changed = threading.Condition(self._lock)
         server = self
 

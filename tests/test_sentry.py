@@ -194,6 +194,30 @@ class TestBreadcrumbs:
         assert step["type"] == "log"
         assert step["level"] == "info"
 
+    def test_applications_processors_see_dicts(self, sentry, server):
+        """A processor registered before configuring can change them."""
+        from sentry_sdk.scope import global_event_processors
+
+        def scrub_emails(event, hint):
+            for crumb in breadcrumbs(event):
+                crumb["data"].pop("email", None)
+            return event
+
+        global_event_processors.insert(0, scrub_emails)  # as if registered first
+        try:
+            service = sentry()
+            log = service.get_logger("signup")
+            log.info("user signed up", email="alice@example.org", plan="team")
+            log.error("welcome mail failed")
+            service.flush()
+        finally:
+            global_event_processors.remove(scrub_emails)
+
+        [event] = server.events
+        [crumb] = breadcrumbs(event)
+        assert crumb["data"] == {"plan": "team"}
+        assert b"alice@example.org" not in server.raw
+
     def test_in_events_sentry_sdk_captures(self, sentry, server):
         """capture_message and capture_exception carry them, rendered."""
         service = sentry()

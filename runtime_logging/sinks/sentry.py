@@ -685,14 +685,17 @@ def _trace_context(item: LogEvent) -> dict[str, str] | None:
 
 
 def _add_render_breadcrumbs() -> None:
-    """Run `render_breadcrumbs` for every event, once per process."""
-    from sentry_sdk.scope import (  # noqa: PLC0415
-        add_global_event_processor,
-        global_event_processors,
-    )
+    """Run `render_breadcrumbs` for every event, before any other processor.
 
-    if render_breadcrumbs not in global_event_processors:
-        add_global_event_processor(render_breadcrumbs)
+    First, so that the application's own processors (a scrubber registered
+    before `configure_logging()`) see breadcrumbs as the dicts they expect.
+    """
+    from sentry_sdk.scope import global_event_processors  # noqa: PLC0415
+
+    if global_event_processors[:1] != [render_breadcrumbs]:
+        with contextlib.suppress(ValueError):
+            global_event_processors.remove(render_breadcrumbs)
+        global_event_processors.insert(0, render_breadcrumbs)
 
 
 def _unsent_envelopes(transport: Any) -> int:
