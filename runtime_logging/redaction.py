@@ -86,6 +86,10 @@ DEFAULT_WORDS = frozenset(
 #: ``pw``, ``otp``, ``pin`` (not ``bypass_cache`` or ``pinned``).
 DEFAULT_LAST_WORDS = frozenset({"pass", "pw", "pwd", "otp", "pin", "totp"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+#: What a header or key name looks like (``Authorization``, ``x-api-key``): a
+#: 2-item list or tuple is taken for a header pair only when its first item
+#: is one, never when it is text that may hold the secret (``--pw=x``).
+_KEY_NAME = re.compile(r"[A-Za-z0-9_-]+").fullmatch
 
 _SENSITIVE_PARAMS = (
     r"access_?token|refresh_?token|id_?token|token|code|api_?key|apikey|key|secret|"
@@ -305,6 +309,15 @@ def may_hold_secret(text: str) -> bool:
     )
 
 
+def _key_text(name: object) -> str | None:
+    """A key as text: bytes read as latin-1, as ASGI gives header names."""
+    if isinstance(name, str):
+        return name
+    if isinstance(name, (bytes, bytearray)):
+        return name.decode("latin-1")
+    return None
+
+
 def fold_key(name: str) -> str:
     """*name* lower-cased, digits and separators removed: ``Api-Key2`` -> ``apikey``."""
     return _FOLD.sub("", name.lower())
@@ -346,8 +359,10 @@ class RedactionPolicy:
 
     def is_secret_key(self, name: object) -> bool:
         """Whether the value under the key *name* is secret as a whole."""
-        if not isinstance(name, str):
-            return False
+        if type(name) is not str:
+            name = _key_text(name)
+            if name is None:
+                return False
         known = self._key_cache.get(name)
         if known is None:
             known = self._is_secret_name(name)
@@ -393,35 +408,49 @@ class RedactionPolicy:
         kind = type(value)
         if kind is str:
             return self.redact_text(value)
-        if kind is bytes or kind is bytearray:
-            text = value.decode("utf-8", "backslashreplace")
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
+        if isinstance(value, (str, bytes, bytearray)):
+            # A str subclass (a pydantic URL, numpy.str_, Markup) is written as
+            # its characters, bytes as UTF-8: both are text to look at.
+            text = (
+                str.__str__(value)
+                if isinstance(value, str)
+                else value.decode("utf-8", "backslashreplace")
+            )
             redacted = self.redact_text(text)
             return value if redacted is text else redacted
-        if kind is int or kind is float or kind is bool or value is None or depth > 32:
+        if depth > 32:
             return value
         if kind is dict or isinstance(value, Mapping):
             changed = False
             result = {}
             for key, item in value.items():
                 if self.is_secret_key(key):
-                    new = MARKER.format(fold_key(key) or "key") if item else item
+                    name = fold_key(_key_text(key) or "")
+                    new = MARKER.format(name or "key") if item else item
                 else:
                     new = self.redact_value(item, depth + 1)
                 changed = changed or new is not item
                 result[key] = new
             return result if changed else value
         if kind is list or kind is tuple:
-            if len(value) == 2 and value[1] and self.is_secret_key(value[0]):
-                # A header as a pair: ("Authorization", "Bearer ...").
-                pair = [value[0], MARKER.format(fold_key(value[0]))]
-                return pair if kind is list else tuple(pair)
-            items = [self.redact_value(item, depth + 1) for item in value]
-            if any(new is not old for new, old in zip(items, value, strict=True)):
-                return items if kind is list else tuple(items)
-            return value
+            return self._redact_items(value, depth)
         # The encoder would turn it into text (an exception, a set, an enum, a
         # dataclass, any object's repr): redact that text, the one written.
         return self.redact_value(to_jsonable(value), depth + 1)
+
+    def _redact_items(self, value: list[Any] | tuple[Any, ...], depth: int) -> Any:
+        """A list or tuple redacted: a header pair's value, or each item."""
+        name = _key_text(value[0]) if len(value) == 2 and value[1] else None
+        if name is not None and _KEY_NAME(name) and self.is_secret_key(name):
+            # A header as a pair: ("Authorization", "Bearer ...").
+            pair = [value[0], MARKER.format(fold_key(name))]
+            return pair if type(value) is list else tuple(pair)
+        items = [self.redact_value(item, depth + 1) for item in value]
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            return items if type(value) is list else tuple(items)
+        return value
 
     def __call__(self, fields: dict[str, Any], level: int) -> dict[str, Any]:
         """The pipeline step: redact every field of the event but the fixed ones."""

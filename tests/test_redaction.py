@@ -94,6 +94,12 @@ class _Mode(enum.Enum):
     CONNECT = f"token={secret(141)}"
 
 
+class _Dsn(str):
+    """A str subclass, as pydantic's URLs, numpy.str_ and Markup are."""
+
+    __slots__ = ()
+
+
 @dataclasses.dataclass
 class _Login:
     user: str
@@ -243,6 +249,29 @@ TEXT_CASES = [
         {},
         [secret(148)],
     ),
+    (
+        "str subclass",
+        _Dsn(f"login password={secret(149)}"),
+        {
+            "url": _Dsn(f"postgres://app:{secret(150)}@db:5432/app"),
+            "notes": [_Dsn(f"Authorization: Bearer {secret(151)}")],
+        },
+        [secret(149), secret(150), secret(151)],
+    ),
+    (
+        "argument pair",
+        "running",
+        {"argv": [f"--db-password={secret(152)}", "--verbose"]},
+        [secret(152)],
+    ),
+    ("text pair", "pairs", {"kv": (f"password={secret(153)}", "x")}, [secret(153)]),
+    (
+        "bytes header pairs",
+        "request",
+        {"headers": [(b"host", b"h"), (b"x-auth-token", secret(154).encode())]},
+        [secret(154)],
+    ),
+    ("bytes keys", "request", {"h": {b"password": secret(155)}}, [secret(155)]),
 ]
 KEY_CASES = [
     (f"key {key}", f"keyed {n}", {key: secret(n)}, [secret(n)])
@@ -346,6 +375,25 @@ class TestPolicy:
             "login password=[REDACTED:pair] ok"
         )
         assert policy.redact_text('{"token": "t0k1"}') == '{"token": "[REDACTED:pair]"}'
+
+    def test_pair_rule_needs_a_key_name(self):
+        """Only a name first makes a header pair; other pairs are text."""
+        policy = RedactionPolicy()
+
+        event = policy(
+            {
+                "argv": ["--db-password=Hunter2A", "--verbose"],
+                "header": ("x-api-key", "k1"),
+                "asgi": [(b"x-auth-token", b"k2")],
+            },
+            20,
+        )
+
+        assert event == {
+            "argv": ["--db-password=[REDACTED:pair]", "--verbose"],
+            "header": ("x-api-key", "[REDACTED:xapikey]"),
+            "asgi": [(b"x-auth-token", "[REDACTED:xauthtoken]")],
+        }
 
     def test_marker_names_the_key(self):
         """A secret key's value is replaced by a marker naming the key."""
