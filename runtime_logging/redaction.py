@@ -17,7 +17,8 @@ Two rules:
   patterns replaced: bearer and basic credentials, JWTs, secret header
   lines (``Authorization:``, ``Cookie:``), URL user-info, secret query
   parameters (the rest of the URL kept), cloud and service access keys,
-  private-key blocks, ``password=...`` pairs (quoted or not).
+  private-key blocks, ``key=value``, ``key: value`` and ``"key": "value"``
+  pairs (quoted or not) whose key is secret by the first rule.
 
 Words of prose that merely look like those names (``token count``, ``basic
 usage``, ``author``) are left alone: a scheme's credential must look
@@ -96,10 +97,6 @@ _SENSITIVE_PARAMS = (
     r"client_?secret|password|passwd|pwd|sig|signature|session|sessionid|auth|jwt|"
     r"x-amz-signature|x-amz-security-token|x-goog-signature|x-goog-credential"
 )
-_PAIR_KEYS = (
-    r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|"
-    r"private[_-]?key|session(?:id)?|cookie|auth(?:orization)?|credentials?"
-)
 _HEADERS_TO_HIDE = r"(?:proxy-)?authorization|(?:set-)?cookie|x-api-key|x-auth-token"
 
 
@@ -127,15 +124,6 @@ def _is_basic_pair(credential: str) -> bool:
         return b":" in base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         return False
-
-
-def _pair(match: re.Match[str]) -> str:
-    """Keep the key and the quotes; replace what is between them."""
-    value = match[2]
-    marker = MARKER.format("pair")
-    if value[:1] in {'"', "'"}:
-        return f"{match[1]}{value[0]}{marker}{value[0]}"
-    return match[1] + marker
 
 
 _Replacement = str | Callable[[re.Match[str]], str]
@@ -192,15 +180,19 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
         ),
         "{m}",
     ),
-    (
-        "pair",
-        re.compile(
-            rf"(?i)(?<![\w-])((?:[\w-]*(?:{_PAIR_KEYS}))[\"']?\s*[=:]\s*)"
-            r"(?!\[REDACTED)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
-        ),
-        _pair,
-    ),
 )
+#: A ``key=value``, ``"key": "value"`` or ``key: value`` pair in text. Whether
+#: its key is secret is `RedactionPolicy.is_secret_key`'s decision, the one
+#: for fields too. The value is looked ahead at, not taken: the value of a key
+#: that is not secret (``url: /x?password=y``) is looked at for pairs in turn.
+_PAIR = re.compile(
+    r"(?<![\w-])([\w-]+)[\"']?\s*(?::=|=>|[=:])\s*(?!\[REDACTED)"
+    r"(?=(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+))"
+)
+_PAIR_MARKER = MARKER.format("pair")
+#: Every byte but ``a``-``z``: deleted, they leave a text's letters folded as
+#: `fold_key` folds a key.
+_NOT_LETTERS = bytes(b for b in range(256) if not 97 <= b <= 122)
 #: Lower-case words one of which a text must hold for each pattern to match:
 #: a pattern whose words are absent is not run (a timestamp or a plain URL
 #: holds ``:`` but none of them).
@@ -223,17 +215,6 @@ _HINTS = {
         "xox",
         "_live_",
     ),
-    "pair": (
-        "pass",
-        "pwd",
-        "secret",
-        "token",
-        "key",
-        "session",
-        "cookie",
-        "auth",
-        "credential",
-    ),
 }
 _TRIGGER = re.compile(
     r"[=:@]|eyJ|-----BEGIN|AKIA|ASIA|AGPA|AIDA|AIza|gh[pousr]_|github_pat_|xox|"
@@ -248,6 +229,8 @@ _FOLD = re.compile(r"[^a-z]")
 _GITHUB_TOKEN = re.compile(r"gh[pousr]_")
 #: Messages remembered with their redacted form; most are constant per call.
 _MESSAGE_CACHE_SIZE = 4096
+#: Key names remembered with whether they are secret.
+_KEY_CACHE_SIZE = 10_000
 _SKIP_KEYS = frozenset(
     {"timestamp", "level", "logger", "service", "environment", "release", "host", "pid"}
 )
@@ -341,6 +324,14 @@ class RedactionPolicy:
         self._words = (DEFAULT_WORDS - allowed) if defaults else frozenset()
         self._last_words = (DEFAULT_LAST_WORDS - allowed) if defaults else frozenset()
         self._allowed = frozenset(allowed)
+        #: A secret key, folded, holds one of these: its ending, one of its
+        #: words or its last word (the shortest suffice: ``pass`` for
+        #: ``password``).
+        words = self.keys | self._words | self._last_words
+        shortest = [w for w in words if not any(o in w for o in words - {w})]
+        self._pair_word = re.compile(
+            "|".join(sorted(shortest)).encode() or b"(?!)"
+        ).search
         self._key_cache: dict[str, bool] = {}
         self._messages: dict[str, str] = {}
         #: Keys known not to be secret: an event whose keys are all here
@@ -366,10 +357,13 @@ class RedactionPolicy:
         known = self._key_cache.get(name)
         if known is None:
             known = self._is_secret_name(name)
-            if len(self._key_cache) < 10_000:
-                self._key_cache[name] = known
-                if not known:
-                    self._plain_keys.add(name)
+            if len(self._key_cache) >= _KEY_CACHE_SIZE:
+                # Keys of pairs in text vary more than fields' keys: start over.
+                self._key_cache.clear()
+                self._plain_keys.clear()
+            self._key_cache[name] = known
+            if not known:
+                self._plain_keys.add(name)
         return known
 
     def _is_secret_name(self, name: str) -> bool:
@@ -401,7 +395,37 @@ class RedactionPolicy:
                 if hint in lowered:
                     text = pattern.sub(replacement, text)
                     break
+        if ("=" in text or ":" in text) and self._may_hold_pair(text):
+            text = self._redact_pairs(text)
         return text
+
+    def _may_hold_pair(self, text: str) -> bool:
+        """Whether *text* might hold a pair with a secret key: False means not.
+
+        The letters of an ASCII text, folded, hold those of each key in it,
+        so a text without any secret key's word has no such pair (over 1 µs
+        less than the pattern for a URL or a timestamp).
+        """
+        if not text.isascii():
+            return True  # lower() may make ASCII letters of other ones
+        letters = text.encode().lower().translate(None, _NOT_LETTERS)
+        return self._pair_word(letters) is not None
+
+    def _redact_pairs(self, text: str) -> str:
+        """*text* with the value of each pair whose key is secret replaced."""
+        parts: list[str] = []
+        done = 0
+        for match in _PAIR.finditer(text):
+            if match.start() < done or not self.is_secret_key(match[1]):
+                continue  # a key inside a value already replaced, or not secret
+            start, end = match.span(2)
+            quote = text[start] if text[start] in "\"'" else ""
+            parts += (text[done:start], quote, _PAIR_MARKER, quote)
+            done = end
+        if not parts:
+            return text
+        parts.append(text[done:])
+        return "".join(parts)
 
     def redact_value(self, value: Any, depth: int = 0) -> Any:
         """*value* with secrets replaced; unchanged objects are returned as they are."""

@@ -272,6 +272,22 @@ TEXT_CASES = [
         [secret(154)],
     ),
     ("bytes keys", "request", {"h": {b"password": secret(155)}}, [secret(155)]),
+    (
+        "pairs named as fields",
+        f"env SECRET_KEY={secret(156)} signing_key: {secret(157)} dsn={secret(158)}",
+        {
+            "err": ValueError(
+                f"bad {{'db_pass': '{secret(159)}', 'otp': '{secret(160)}'}}"
+            )
+        },
+        [secret(n) for n in range(156, 161)],
+    ),
+    (
+        "pair inside a value",
+        f"seen x:password={secret(161)} and hmac_key => '{secret(162)}'",
+        {},
+        [secret(161), secret(162)],
+    ),
 ]
 KEY_CASES = [
     (f"key {key}", f"keyed {n}", {key: secret(n)}, [secret(n)])
@@ -394,6 +410,23 @@ class TestPolicy:
             "header": ("x-api-key", "[REDACTED:xapikey]"),
             "asgi": [(b"x-auth-token", "[REDACTED:xauthtoken]")],
         }
+
+    def test_text_pairs_follow_the_key_rule(self):
+        """A pair in text is secret exactly when its key is secret as a field."""
+        policy = RedactionPolicy(keys=["card_number"], allow_keys=["session"])
+
+        secret_keys = [*KEYS, "card_number", "cardNumber"]
+        leaks = [
+            text
+            for key in secret_keys
+            for text in (f"{key}={secret(1)}", f'{{"{key}": "{secret(1)}"}}')
+            if secret(1) in policy.redact_text(text)
+        ]
+        plain = [f"{key}={value}" for key, value in ORDINARY_FIELDS.items()]
+        plain += ["started session=s-1", "session: s-2"]
+
+        assert leaks == []
+        assert [t for t in plain if policy.redact_text(t) != t] == []
 
     def test_marker_names_the_key(self):
         """A secret key's value is replaced by a marker naming the key."""
@@ -659,6 +692,21 @@ class TestQuickTest:
             )
             if _TRIGGER.search(text):
                 assert may_hold_secret(text), text
+
+    def test_every_secret_pair_is_looked_at(self):
+        """The letters check passes every text whose pairs would change."""
+        import random
+
+        policy = RedactionPolicy(keys=["card_number"])
+        fragments = (
+            *("pa", "ss", "word", "_", "-", "2", "API", "key", "Card", "number"),
+            *("db", "pin", "ned", "=", ":", " ", '"', "'", "x", "\u212a", "\u017f"),
+        )
+        chooser = random.Random(12)
+        for _ in range(20_000):
+            text = "".join(chooser.choices(fragments, k=chooser.randint(2, 7)))
+            if policy._redact_pairs(text) != text:
+                assert policy._may_hold_pair(text), text
 
     def test_plain_values_are_spared(self):
         from runtime_logging.redaction import may_hold_secret
