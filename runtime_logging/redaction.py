@@ -236,6 +236,18 @@ _SKIP_KEYS = frozenset(
 )
 
 
+def _lower(text: str) -> str:
+    """*text* lower-cased as the patterns' case folding reads it, for hints."""
+    lowered = text.lower()
+    if not text.isascii() and (
+        "\u0130" in text or "\u0131" in text or "\u017f" in text
+    ):
+        # The letters the expression's case folding takes for i and s.
+        lowered = lowered.replace("i\u0307", "i").replace("\u0131", "i")
+        lowered = lowered.replace("\u017f", "s")
+    return lowered
+
+
 def may_hold_secret(text: str) -> bool:
     """Whether *text* might hold a secret pattern: False means it surely does not.
 
@@ -277,13 +289,7 @@ def may_hold_secret(text: str) -> bool:
     # texts take the longer way, which is only slower).
     if " " not in text and text.isprintable():
         return False
-    lowered = text.lower()
-    if not text.isascii() and (
-        "\u0130" in text or "\u0131" in text or "\u017f" in text
-    ):
-        # The letters the expression's case folding takes for i and s.
-        lowered = lowered.replace("i\u0307", "i").replace("\u0131", "i")
-        lowered = lowered.replace("\u017f", "s")
+    lowered = _lower(text)
     return (
         "bearer" in lowered
         or "basic" in lowered
@@ -389,7 +395,7 @@ class RedactionPolicy:
         """*text* with the secret part of every recognised pattern replaced."""
         if not may_hold_secret(text):
             return text
-        lowered = text.lower()
+        lowered = _lower(text)
         for hints, pattern, replacement in self._patterns:
             for hint in hints:
                 if hint in lowered:

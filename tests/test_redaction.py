@@ -282,6 +282,7 @@ TEXT_CASES = [
         },
         [secret(n) for n in range(156, 161)],
     ),
+    ("long s in a scheme", f"sent Ba\u017fic {BASIC} upstream", {}, [BASIC]),
     (
         "pair inside a value",
         f"seen x:password={secret(161)} and hmac_key => '{secret(162)}'",
@@ -707,6 +708,24 @@ class TestQuickTest:
             text = "".join(chooser.choices(fragments, k=chooser.randint(2, 7)))
             if policy._redact_pairs(text) != text:
                 assert policy._may_hold_pair(text), text
+
+    def test_hints_never_skip_a_pattern(self):
+        """Each pattern's words are looked for as its case folding reads them."""
+        import random
+
+        policy = RedactionPolicy()
+        fragments = (
+            *("Ba\u017fic ", "BAS\u0130C ", "bas\u0131c ", BASIC, "Bearer "),
+            *("Author\u0131zation: ", "Coo\u212aie: ", "\u017fecret=", "to"),
+            *("ken ", "x9y8z7w6", " ", ":", "=", "@", "://u", "?code="),
+        )
+        chooser = random.Random(13)
+        for _ in range(5_000):
+            text = "".join(chooser.choices(fragments, k=chooser.randint(1, 5)))
+            every = text
+            for _, pattern, replacement in policy._patterns:
+                every = pattern.sub(replacement, every)
+            assert policy.redact_text(text) == policy._redact_pairs(every), text
 
     def test_plain_values_are_spared(self):
         from runtime_logging.redaction import may_hold_secret
