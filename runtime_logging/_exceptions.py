@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import sys
 import traceback
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +35,9 @@ def resolve_exc_info(value: object) -> ExcInfo | None:
     return None
 
 
-def _frames(error: BaseException, with_locals: bool) -> list[dict[str, Any]]:
+def _frames(
+    error: BaseException, with_locals: bool, shown: Callable[[Any], Any]
+) -> list[dict[str, Any]]:
     summary = traceback.extract_tb(error.__traceback__)
     frames = []
     tb = error.__traceback__
@@ -50,7 +53,7 @@ def _frames(error: BaseException, with_locals: bool) -> list[dict[str, Any]]:
             "code": frame.line or "",
         }
         if local_map is not None:
-            entry["locals"] = {k: _short_repr(v) for k, v in local_map.items()}
+            entry["locals"] = {k: _short_repr(shown(v)) for k, v in local_map.items()}
         frames.append(entry)
     return frames
 
@@ -79,22 +82,35 @@ def _type_name(error: BaseException) -> str:
 
 
 def structure_exception(
-    error: BaseException, with_locals: bool = False
+    error: BaseException,
+    with_locals: bool = False,
+    shown: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
-    """The documented ``exception`` object of a JSON line for *error*."""
+    """The documented ``exception`` object of a JSON line for *error*.
+
+    *shown* gives what a local's repr is taken of (the redaction policy's
+    `redact_local`): a repr is text that no longer shows a header pair.
+    """
     budget = [MAX_EXCEPTIONS]
-    return _structure(error, with_locals, budget, set())
+    return _structure(error, (with_locals, shown or _same), budget, set())
+
+
+def _same(value: object) -> object:
+    return value
 
 
 def _structure(
-    error: BaseException, with_locals: bool, budget: list[int], seen: set[int]
+    error: BaseException,
+    local_vars: tuple[bool, Callable[[Any], Any]],
+    budget: list[int],
+    seen: set[int],
 ) -> dict[str, Any]:
     budget[0] -= 1
     seen.add(id(error))
     data: dict[str, Any] = {
         "type": _type_name(error),
         "message": _message(error),
-        "frames": _frames(error, with_locals),
+        "frames": _frames(error, *local_vars),
     }
     notes = getattr(error, "__notes__", None)
     if isinstance(notes, list) and notes:
@@ -102,7 +118,7 @@ def _structure(
     members = getattr(error, "exceptions", None)
     if isinstance(members, tuple) and _is_group(error):
         data["exceptions"] = [
-            _structure(member, with_locals, budget, seen)
+            _structure(member, local_vars, budget, seen)
             for member in members
             if budget[0] > 0 and id(member) not in seen
         ]
@@ -110,7 +126,7 @@ def _structure(
         if key == "context" and (error.__suppress_context__ or error.__cause__):
             continue
         if linked is not None and id(linked) not in seen and budget[0] > 0:
-            data[key] = _structure(linked, with_locals, budget, seen)
+            data[key] = _structure(linked, local_vars, budget, seen)
     return data
 
 

@@ -423,8 +423,9 @@ class Pipeline:
     def _add_exception(
         self, logger: str, level: int, event: dict[str, Any], error: BaseException
     ) -> dict[str, Any]:
-        exception = _exception_data(error, self._with_locals, self._mark)
         policy = self._policy
+        shown = None if policy is None else policy.redact_local
+        exception = _exception_data(error, self._with_locals, self._mark, shown)
         event["exception"] = (
             exception if policy is None else policy.redact_value(exception)
         )
@@ -471,9 +472,12 @@ class Pipeline:
 
 
 def _exception_data(
-    error: BaseException, with_locals: bool, mark: object
+    error: BaseException,
+    with_locals: bool,
+    mark: object,
+    shown: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
-    data = structure_exception(error, with_locals)
+    data = structure_exception(error, with_locals, shown)
     if logged_before(error, mark):
         data["repeated"] = True
     return data

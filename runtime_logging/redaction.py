@@ -87,10 +87,11 @@ DEFAULT_WORDS = frozenset(
 #: ``pw``, ``otp``, ``pin`` (not ``bypass_cache`` or ``pinned``).
 DEFAULT_LAST_WORDS = frozenset({"pass", "pw", "pwd", "otp", "pin", "totp"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
-#: What a header or key name looks like (``Authorization``, ``x-api-key``): a
-#: 2-item list or tuple is taken for a header pair only when its first item
-#: is one, never when it is text that may hold the secret (``--pw=x``).
-_KEY_NAME = re.compile(r"[A-Za-z0-9_-]+").fullmatch
+#: What a header or key name looks like (``Authorization``, ``x-api-key``,
+#: quoted as sentry-sdk shows a local's strings): a 2-item list or tuple is
+#: taken for a header pair only when its first item is one, never when it
+#: is text that may hold the secret (``--pw=x``).
+_KEY_NAME = re.compile(r"(['\"]?)([A-Za-z0-9_-]+)\1").fullmatch
 
 _SENSITIVE_PARAMS = (
     r"access_?token|refresh_?token|id_?token|token|code|api_?key|apikey|key|secret|"
@@ -470,14 +471,32 @@ class RedactionPolicy:
         # dataclass, any object's repr): redact that text, the one written.
         return self.redact_value(to_jsonable(value), depth + 1)
 
-    def _redact_items(self, value: list[Any] | tuple[Any, ...], depth: int) -> Any:
+    def redact_local(self, value: Any, depth: int = 0) -> Any:
+        """A local variable before its repr is taken: header pairs' values out.
+
+        Its repr is text the patterns look at, but ``('Authorization', 'x')``
+        shows no pattern; other values are left to the repr as they are.
+        """
+        kind = type(value)
+        if (kind is not list and kind is not tuple) or depth > 32:
+            return value
+        return self._redact_items(value, depth, self.redact_local)
+
+    def _redact_items(
+        self,
+        value: list[Any] | tuple[Any, ...],
+        depth: int,
+        each: Callable[[Any, int], Any] | None = None,
+    ) -> Any:
         """A list or tuple redacted: a header pair's value, or each item."""
-        name = _key_text(value[0]) if len(value) == 2 and value[1] else None
-        if name is not None and _KEY_NAME(name) and self.is_secret_key(name):
+        text = _key_text(value[0]) if len(value) == 2 and value[1] else None
+        name = _KEY_NAME(text) if text is not None else None
+        if name is not None and self.is_secret_key(name[2]):
             # A header as a pair: ("Authorization", "Bearer ...").
-            pair = [value[0], MARKER.format(fold_key(name))]
+            pair = [value[0], MARKER.format(fold_key(name[2]))]
             return pair if type(value) is list else tuple(pair)
-        items = [self.redact_value(item, depth + 1) for item in value]
+        each = each or self.redact_value
+        items = [each(item, depth + 1) for item in value]
         if any(new is not old for new, old in zip(items, value, strict=True)):
             return items if type(value) is list else tuple(items)
         return value

@@ -466,6 +466,7 @@ class TestPolicy:
 
 def _raise_with(text, password):
     url = f"https://api/x?token={password}&page=2"  # noqa: F841 - a local to redact
+    header = ("Authorization", password)  # noqa: F841 - shown as its repr
     raise ConnectionError(text)
 
 
