@@ -182,13 +182,14 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
         "{m}",
     ),
 )
-#: A ``key=value``, ``"key": "value"`` or ``key: value`` pair in text. Whether
-#: its key is secret is `RedactionPolicy.is_secret_key`'s decision, the one
-#: for fields too. The value is looked ahead at, not taken: the value of a key
-#: that is not secret (``url: /x?password=y``) is looked at for pairs in turn.
+#: A ``key=value``, ``"key": "value"``, ``key: value`` or ``--key value`` pair
+#: in text. Whether its key is secret is `RedactionPolicy.is_secret_key`'s
+#: decision, the one for fields too. The value is looked ahead at, not taken:
+#: the value of a key that is not secret (``url: /x?password=y``) is looked
+#: at for pairs in turn.
 _PAIR = re.compile(
-    r"(?<![\w-])([\w-]+)[\"']?\s*(?::=|=>|[=:])\s*(?!\[REDACTED)"
-    r"(?=(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+))"
+    r"(?<![\w-])(?:--([\w-]+)\s+(?!-)|([\w-]+)[\"']?\s*(?::=|=>|[=:])\s*)"
+    r"(?!\[REDACTED)(?=(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+))"
 )
 _PAIR_MARKER = MARKER.format("pair")
 #: Every byte but ``a``-``z``: deleted, they leave a text's letters folded as
@@ -219,10 +220,11 @@ _HINTS = {
 }
 _TRIGGER = re.compile(
     r"[=:@]|eyJ|-----BEGIN|AKIA|ASIA|AGPA|AIDA|AIza|gh[pousr]_|github_pat_|xox|"
-    r"_live_|(?i:bearer|basic|token|digest)\s"
+    r"_live_|(?i:bearer|basic|token|digest)\s|--[\w-]+\s"
 )
 #: A character that every trigger word holds one of: its ``J``, ``A``, ``G``,
-#: ``x`` or ``_``, one of ``=:@``, or the whitespace after a credential word.
+#: ``x`` or ``_``, one of ``=:@``, or the whitespace after a credential word
+#: or a ``--flag``.
 _CANDIDATE = re.compile(r"[=:@JAGx_\s]").search
 _FOLD = re.compile(r"[^a-z]")
 #: The trigger's GitHub prefixes: a literal start, which the expression
@@ -284,6 +286,8 @@ def may_hold_secret(text: str) -> bool:
         or "github_pat_" in text
         or ("gh" in text and _GITHUB_TOKEN.search(text) is not None)
     ):
+        return True
+    if "-" in text and "--" in text:
         return True
     # The credential words count only before a whitespace character; every
     # one but the space is unprintable (so is any control character: those
@@ -402,7 +406,7 @@ class RedactionPolicy:
                 if hint in lowered:
                     text = pattern.sub(replacement, text)
                     break
-        if ("=" in text or ":" in text) and self._may_hold_pair(text):
+        if ("=" in text or ":" in text or "--" in text) and self._may_hold_pair(text):
             text = self._redact_pairs(text)
         return text
 
@@ -423,9 +427,9 @@ class RedactionPolicy:
         parts: list[str] = []
         done = 0
         for match in _PAIR.finditer(text):
-            if match.start() < done or not self.is_secret_key(match[1]):
+            if match.start() < done or not self.is_secret_key(match[1] or match[2]):
                 continue  # a key inside a value already replaced, or not secret
-            start, end = match.span(2)
+            start, end = match.span(3)
             quote = text[start] if text[start] in "\"'" else ""
             parts += (text[done:start], quote, _PAIR_MARKER, quote)
             done = end

@@ -282,6 +282,7 @@ TEXT_CASES = [
         },
         [secret(n) for n in range(156, 161)],
     ),
+    ("flag and value", f"ran --db-password {secret(163)} -v", {}, [secret(163)]),
     ("long s in a scheme", f"sent Ba\u017fic {BASIC} upstream", {}, [BASIC]),
     (
         "pair inside a value",
@@ -316,6 +317,7 @@ ORDINARY_TEXT = [
     "mail ops@example.com",
     "session started for user 42",
     "digest algorithm",
+    "tool --max-tokens 100 --verbose",
 ]
 ORDINARY_FIELDS = {
     "author": "Jane",
@@ -680,6 +682,9 @@ class TestQuickTest:
         "inst-4f2a",
         "A",
         "manifest",
+        "--",
+        "-pass",
+        "-",
     )
 
     def test_every_text_the_trigger_finds_is_looked_at(self):
