@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -567,3 +568,34 @@ class _DropGuard(threading.local):
 
 #: Set in the toolkit's background threads: records they cause are not routed.
 internal_thread = _DropGuard()
+
+#: Signals a process is told by (SIGTERM, SIGHUP, Ctrl-C, a timer...). The
+#: kernel hands one to any thread that does not block it; Python runs the
+#: handler in the main thread only if that thread wakes, and a main thread
+#: blocked in a wait that only a signal ends (a multiprocessing lock) would
+#: never run it: a Pool worker ended by terminate() hung for good.
+_PROCESS_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in (
+        "SIGINT",
+        "SIGTERM",
+        "SIGHUP",
+        "SIGQUIT",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGALRM",
+        "SIGCHLD",
+    )
+    if hasattr(signal, name)
+)
+
+
+def background_thread() -> None:
+    """Make the calling thread one of the toolkit's own.
+
+    Its records are not routed, and process signals go to other threads:
+    threads it starts (sentry-sdk's sender) inherit that.
+    """
+    internal_thread.active = True
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _PROCESS_SIGNALS)

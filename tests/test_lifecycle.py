@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 from loki_server import LokiReceiver
+
+from runtime_logging import configure_logging
 
 #: A queued sink whose deliveries take a while, writing what arrives to a file.
 PRELUDE = """
@@ -339,6 +342,9 @@ POOL_TO_LOKI = """
     if how == "terminate":
         with context.Pool(4, initializer=begin) as pool:
             pool.map(work, range(100))
+            # Workers idle in their wait for a task, as terminate() mostly
+            # finds them (README: Exit, what is left).
+            time.sleep(0.5)
     else:
         pool = context.Pool(4, initializer=begin)
         pool.map(work, range(100))
@@ -363,3 +369,41 @@ class TestPoolToLoki:
         finally:
             loki.stop()
         assert sorted(seqs) == list(range(100)), stderr
+
+
+class TestThreadsLeaveSignalsToTheMainThread:
+    def test_toolkit_threads_block_process_signals(self, tmp_path):
+        """A SIGTERM never lands on a toolkit thread, whose main thread may
+        sleep in a wait only a signal to it ends."""
+        loki = LokiReceiver()
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir=str(tmp_path),
+            handle_signals=False,
+            metrics=True,
+            metrics_address="127.0.0.1:0",
+            loki_url=loki.url,
+        )
+        try:
+            service.get_logger("t").info("starts the sender")
+            threads = [
+                t for t in threading.enumerate() if t.name.startswith("runtime_logging")
+            ]
+            blocked = {t.name: _blocked(t.native_id) for t in threads}
+        finally:
+            service.shutdown()
+            loki.stop()
+
+        assert {"runtime_logging-loki", "runtime_logging-metrics"} <= set(blocked)
+        for name, signals in blocked.items():
+            assert {signal.SIGTERM, signal.SIGHUP, signal.SIGINT} <= signals, name
+        assert signal.SIGTERM not in _blocked(threading.main_thread().native_id)
+
+
+def _blocked(native_id):
+    """The signals thread *native_id* of this process blocks."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+    mask = int(line.split()[1], 16)
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}

@@ -14,7 +14,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from runtime_logging._pipeline import internal_thread
+from runtime_logging._pipeline import background_thread
 from runtime_logging.errors import ConfigurationError
 from runtime_logging.metrics._process import health_family
 from runtime_logging.sinks import DOWN, HEALTH_VALUES, HEALTHY, SinkHealth
@@ -160,7 +160,7 @@ class MetricsServer:
         self._thread.start()
 
     def _serve(self) -> None:
-        internal_thread.active = True
+        background_thread()
         self._server.serve_forever(poll_interval=0.2)
 
     @property

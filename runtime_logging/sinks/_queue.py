@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runtime_logging._diagnostics import diagnostics
-from runtime_logging._pipeline import LogEvent, internal_thread
+from runtime_logging._pipeline import LogEvent, background_thread
 from runtime_logging.sinks import DOWN, Sink, SinkHealth
 
 #: The part of ``close()``'s timeout kept for ending the thread (at most half).
@@ -185,7 +185,7 @@ class QueuedSink(Sink):
             self._in_flight = self._in_flight_bytes = 0
 
     def _run(self) -> None:
-        internal_thread.active = True
+        background_thread()
         while True:
             self._wake.wait(self.batch_interval)
             self._wake.clear()

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runtime_logging._pipeline import LogEvent, internal_thread
+from runtime_logging._pipeline import LogEvent, background_thread
 from runtime_logging.sinks import HEALTHY, Sink
 
 FILE_MODE = 0o640
@@ -423,7 +423,7 @@ class FileSink(Sink):
         thread.start()
 
     def _maintain(self, backup: Path) -> None:
-        internal_thread.active = True
+        background_thread()
         try:
             if self.compress:
                 _compress(backup, LEAVE_TIMEOUT)
