@@ -339,9 +339,15 @@ class RedactionPolicy:
         #: words or its last word (the shortest suffice: ``pass`` for
         #: ``password``).
         words = self.keys | self._words | self._last_words
-        shortest = [w for w in words if not any(o in w for o in words - {w})]
+        by_letter: dict[str, list[str]] = {}
+        for word in sorted(words - {""}):
+            if not any(other in word for other in words - {word, ""}):
+                by_letter.setdefault(word[0], []).append(word[1:])
+        # Grouped by first letter: one branch tried where a letter starts one.
+        # A key name of no letters (``123``) makes every key secret.
+        pattern = "|".join(f"{a}(?:{'|'.join(b)})" for a, b in by_letter.items())
         self._pair_word = re.compile(
-            "|".join(sorted(shortest)).encode() or b"(?!)"
+            b"" if "" in words else pattern.encode() or b"(?!)"
         ).search
         self._key_cache: dict[str, bool] = {}
         self._messages: dict[str, str] = {}

@@ -431,6 +431,16 @@ class TestPolicy:
         assert leaks == []
         assert [t for t in plain if policy.redact_text(t) != t] == []
 
+    def test_key_name_without_letters_agrees_too(self):
+        """A redact_keys name of no letters: fields and text still agree."""
+        for keys in (["123"], ["x"], []):
+            policy = RedactionPolicy(keys=keys, defaults=False)
+
+            as_field = policy({"foo": "bar"}, 20)["foo"] != "bar"
+            as_text = policy.redact_text("foo=bar") != "foo=bar"
+
+            assert (keys, as_field) == (keys, as_text)
+
     def test_marker_names_the_key(self):
         """A secret key's value is replaced by a marker naming the key."""
         assert RedactionPolicy()({"X-Api-Key": "k"}, 20) == {
