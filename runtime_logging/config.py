@@ -178,6 +178,14 @@ def _parse_names(setting: str, value: object) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _parse_key_names(setting: str, value: object) -> tuple[str, ...]:
+    names = _parse_names(setting, value)
+    # Keys are compared by their letters alone: one with none matches them all.
+    if not all(any(c.isalpha() for c in name) for name in names):
+        raise _fail(setting, value, "key names that hold a letter ('api_key')")
+    return names
+
+
 def _parse_mapping(setting: str, value: object) -> dict[str, str]:
     items: list[tuple[object, object]]
     if isinstance(value, Mapping):
@@ -393,9 +401,11 @@ class Settings:
     queue_size: int = _setting(10_000, _parse_int, "events queued per network sink")
     shutdown_timeout: float = _setting(5.0, parse_duration, "longest drain at exit")
     include_locals: bool = _setting(False, _parse_bool, "local variables in frames")
-    redact_keys: tuple[str, ...] = _setting((), _parse_names, "more secret key names")
+    redact_keys: tuple[str, ...] = _setting(
+        (), _parse_key_names, "more secret key names"
+    )
     redact_keys_allow: tuple[str, ...] = _setting(
-        (), _parse_names, "default secret key names to let through"
+        (), _parse_key_names, "default secret key names to let through"
     )
     capture_stdlib: bool = _setting(True, _parse_bool, "route stdlib logging")
     handle_signals: bool = _setting(True, _parse_bool, "SIGHUP reopens, SIGTERM drains")

@@ -121,6 +121,8 @@ class TestErrors:
             ("backup_count", -1, "a whole number"),
             ("compress", "maybe", "true or false"),
             ("logger_levels", "urllib3=loud", "one of debug"),
+            ("redact_keys", "card_number,123", "hold a letter"),
+            ("redact_keys_allow", "--", "hold a letter"),
         ],
     )
     def test_bad_value_names_setting_value_and_fix(self, name, value, expected):
