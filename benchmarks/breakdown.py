@@ -86,7 +86,7 @@ def _syscalls_and_encoder(directory: Path, calls: int, rounds: int) -> Rows:
                 best_ns(lambda: os.lseek(fd, 0, 2), calls, rounds),
             ),
             (
-                "orjson.dumps of the event",
+                "orjson.dumps of a seven-field line",
                 best_ns(lambda: orjson.dumps(line), calls, rounds),
             ),
             (
