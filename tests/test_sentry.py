@@ -336,20 +336,28 @@ class TestTags:
         assert event["tags"]["platform"] == platform_name()
 
 
+def held_events():
+    """A ``before_send`` that holds the background thread at the first event.
+
+    Returns the event set once it is held, the event that lets it go on,
+    and the hook: what is logged meanwhile is built only after it goes on.
+    """
+    building, go_on = threading.Event(), threading.Event()
+
+    def before_send(event, hint):
+        building.set()
+        go_on.wait(10)
+        return event
+
+    return building, go_on, before_send
+
+
 class TestScopesAtTheCall:
     """An event carries its caller's Sentry scopes as they were at the call."""
 
     def test_set_before_kept_set_after_left_out(self, sentry, server):
         """Tags, user and contexts changed after the call stay out of its event."""
-        building, go_on = threading.Event(), threading.Event()
-
-        def before_send(event, hint):
-            # The first event holds the background thread: the second is
-            # built only after the scopes changed.
-            building.set()
-            go_on.wait(10)
-            return event
-
+        building, go_on, before_send = held_events()
         service = sentry(sentry_before_send=before_send)
         log = service.get_logger()
         with sentry_sdk.isolation_scope(), sentry_sdk.new_scope() as current:
@@ -385,13 +393,7 @@ class TestScopesAtTheCall:
 
     def test_errors_in_a_row(self, sentry, server):
         """Errors logged in a row each carry the user of their own call."""
-        building, go_on = threading.Event(), threading.Event()
-
-        def before_send(event, hint):
-            building.set()
-            go_on.wait(10)
-            return event
-
+        building, go_on, before_send = held_events()
         service = sentry(sentry_before_send=before_send)
         log = service.get_logger()
         with sentry_sdk.isolation_scope():
