@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from loki_server import LokiReceiver
+from sentry_server import SentryServer
 
 from runtime_logging import configure_logging
 
@@ -375,7 +376,7 @@ class TestThreadsLeaveSignalsToTheMainThread:
     def test_toolkit_threads_block_process_signals(self, tmp_path):
         """A SIGTERM never lands on a toolkit thread, whose main thread may
         sleep in a wait only a signal to it ends."""
-        loki = LokiReceiver()
+        loki, sentry = LokiReceiver(), SentryServer()
         service = configure_logging(
             env={},
             console="off",
@@ -384,18 +385,30 @@ class TestThreadsLeaveSignalsToTheMainThread:
             metrics=True,
             metrics_address="127.0.0.1:0",
             loki_url=loki.url,
+            sentry_dsn=sentry.dsn,
+            traces_sample_rate=0.0,
+            profiles_sample_rate=0.0,
         )
         try:
-            service.get_logger("t").info("starts the sender")
+            service.get_logger("t").error("starts every sender")
+            service.flush()
             threads = [
-                t for t in threading.enumerate() if t.name.startswith("runtime_logging")
+                t
+                for t in threading.enumerate()
+                if t.name.startswith(("runtime_logging", "sentry-sdk.BackgroundWorker"))
             ]
             blocked = {t.name: _blocked(t.native_id) for t in threads}
         finally:
             service.shutdown()
             loki.stop()
+            sentry.close()
 
-        assert {"runtime_logging-loki", "runtime_logging-metrics"} <= set(blocked)
+        assert {
+            "runtime_logging-loki",
+            "runtime_logging-sentry",
+            "runtime_logging-metrics",
+            "sentry-sdk.BackgroundWorker",
+        } <= set(blocked)
         for name, signals in blocked.items():
             assert {signal.SIGTERM, signal.SIGHUP, signal.SIGINT} <= signals, name
         assert signal.SIGTERM not in _blocked(threading.main_thread().native_id)

@@ -59,7 +59,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime_logging._diagnostics import diagnostics
-from runtime_logging._pipeline import LogEvent, internal_thread, level_name
+from runtime_logging._pipeline import LogEvent, background_thread, level_name
 from runtime_logging.config import LEVELS, Settings, mask_url
 from runtime_logging.errors import ConfigurationError, MissingExtraError
 from runtime_logging.redaction import RedactionPolicy
@@ -742,8 +742,9 @@ def _transport_class(
 
         def _send_envelope(self, envelope: Any) -> None:
             # Runs on sentry-sdk's worker thread: what urllib3 logs there
-            # (retries, refused connections) must not re-enter the pipeline.
-            internal_thread.active = True
+            # (retries, refused connections) must not re-enter the pipeline,
+            # and process signals are the application's threads' to take.
+            background_thread()
             dropped.reason = None
             try:
                 super()._send_envelope(envelope)
