@@ -9,6 +9,7 @@ sink ever sees a field that redaction did not see.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -18,7 +19,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -588,6 +596,23 @@ _PROCESS_SIGNALS = frozenset(
     )
     if hasattr(signal, name)
 )
+
+
+@contextlib.contextmanager
+def application_code() -> Iterator[None]:
+    """Process signals unblocked while a toolkit thread runs the application's code.
+
+    A process it starts (a ``sentry_before_send`` hook's) inherits the
+    thread's mask, and could not be ended by SIGTERM or Ctrl-C with it.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    saved = signal.pthread_sigmask(signal.SIG_UNBLOCK, _PROCESS_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
 
 
 def background_thread() -> None:

@@ -180,9 +180,12 @@ def _parse_names(setting: str, value: object) -> tuple[str, ...]:
 
 def _parse_key_names(setting: str, value: object) -> tuple[str, ...]:
     names = _parse_names(setting, value)
-    # Keys are compared by their letters alone: one with none matches them all.
-    if not all(any(c.isalpha() for c in name) for name in names):
-        raise _fail(setting, value, "key names that hold a letter ('api_key')")
+    # Keys are compared by their letters a-z alone (``API-Key`` is ``apikey``):
+    # a name with none of them would match every key.
+    if not all(any("a" <= c <= "z" for c in name.lower()) for name in names):
+        raise _fail(
+            setting, value, "key names that hold a letter a-z ('api_key', 'card_no')"
+        )
     return names
 
 

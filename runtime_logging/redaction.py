@@ -184,13 +184,18 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
 )
 #: A ``key=value``, ``"key": "value"``, ``key: value`` or ``--key value`` pair
 #: in text. Whether its key is secret is `RedactionPolicy.is_secret_key`'s
-#: decision, the one for fields too. The value is looked ahead at, not taken:
-#: the value of a key that is not secret (``url: /x?password=y``) is looked
-#: at for pairs in turn.
+#: decision, the one for fields too. Only the key is matched: the value of a
+#: key that is not secret (``url: /x?password=y``) is looked at for pairs in
+#: turn, and a value is read (`_PAIR_VALUE`) only after a secret key, so a
+#: long text of ``k:k:k...`` is not read once per key. Space around the
+#: separator stays on its line: an empty ``password=`` keeps the next one.
 _PAIR = re.compile(
-    r"(?<![\w-])(?:--([\w-]+)\s+(?!-)|([\w-]+)[\"']?\s*(?::=|=>|[=:])\s*)"
-    r"(?!\[REDACTED)(?=(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+))"
+    r"(?<![\w-])(?:--([\w-]+)[ \t]+(?!-)|([\w-]+)[\"']?[ \t]*(?::=|=>|[=:])[ \t]*)"
+    r"(?!\[REDACTED)"
 )
+#: A pair's value: quoted, or up to a space, a separator, a quote or a
+#: closing bracket (``{"pin": 1234}`` keeps its ``}``).
+_PAIR_VALUE = re.compile(r"\"[^\"]*\"|'[^']*'|[^\s,;&\"')\]}]+")
 _PAIR_MARKER = MARKER.format("pair")
 #: Every byte but ``a``-``z``: deleted, they leave a text's letters folded as
 #: `fold_key` folds a key.
@@ -310,6 +315,18 @@ def _key_text(name: object) -> str | None:
     if isinstance(name, (bytes, bytearray)):
         return name.decode("latin-1")
     return None
+
+
+def _holds(value: object) -> bool:
+    """Whether a secret key's *value* holds something to hide.
+
+    Empty values are written as they are; a value whose truth can't be told
+    (a numpy array, a pandas frame) holds something.
+    """
+    try:
+        return bool(value)
+    except Exception:
+        return True
 
 
 def fold_key(name: str) -> str:
@@ -435,7 +452,10 @@ class RedactionPolicy:
         for match in _PAIR.finditer(text):
             if match.start() < done or not self.is_secret_key(match[1] or match[2]):
                 continue  # a key inside a value already replaced, or not secret
-            start, end = match.span(3)
+            value = _PAIR_VALUE.match(text, match.end())
+            if value is None:
+                continue  # nothing after the separator on its line
+            start, end = value.span()
             quote = text[start] if text[start] in "\"'" else ""
             parts += (text[done:start], quote, _PAIR_MARKER, quote)
             done = end
@@ -469,7 +489,7 @@ class RedactionPolicy:
             for key, item in value.items():
                 if self.is_secret_key(key):
                     name = fold_key(_key_text(key) or "")
-                    new = MARKER.format(name or "key") if item else item
+                    new = MARKER.format(name or "key") if _holds(item) else item
                 else:
                     new = self.redact_value(item, depth + 1)
                 changed = changed or new is not item
@@ -499,7 +519,7 @@ class RedactionPolicy:
         each: Callable[[Any, int], Any] | None = None,
     ) -> Any:
         """A list or tuple redacted: a header pair's value, or each item."""
-        text = _key_text(value[0]) if len(value) == 2 and value[1] else None
+        text = _key_text(value[0]) if len(value) == 2 and _holds(value[1]) else None
         name = _KEY_NAME(text) if text is not None else None
         if name is not None and self.is_secret_key(name[2]):
             # A header as a pair: ("Authorization", "Bearer ...").
@@ -519,7 +539,7 @@ class RedactionPolicy:
                 continue
             kind = type(value)
             if self.is_secret_key(key):
-                if value:
+                if _holds(value):
                     fields[key] = MARKER.format(fold_key(key))
             elif kind is str:
                 if may_hold_secret(value):
@@ -551,7 +571,7 @@ class RedactionPolicy:
         candidate = _CANDIDATE  # may_hold_secret's first test, without a call
         for key, value in fields.items():
             if not known_keys and self.is_secret_key(key):
-                if value:
+                if _holds(value):
                     fields[key] = MARKER.format(fold_key(key))
                 continue
             kind = type(value)

@@ -123,6 +123,7 @@ class TestErrors:
             ("logger_levels", "urllib3=loud", "one of debug"),
             ("redact_keys", "card_number,123", "hold a letter"),
             ("redact_keys_allow", "--", "hold a letter"),
+            ("redact_keys", "пароль", "hold a letter a-z"),
         ],
     )
     def test_bad_value_names_setting_value_and_fix(self, name, value, expected):

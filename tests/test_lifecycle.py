@@ -420,3 +420,42 @@ def _blocked(native_id):
     line = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
     mask = int(line.split()[1], 16)
     return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+
+
+def test_a_process_started_by_a_sentry_hook_can_be_ended(tmp_path):
+    """The application's hook runs with signals unblocked: its children too."""
+    import subprocess as sp
+
+    sentry = SentryServer()
+    masks = []
+
+    def before_send(event, hint):
+        child = sp.run(
+            ["grep", "SigBlk", "/proc/self/status"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        masks.append(int(child.stdout.split()[1], 16))
+        return event
+
+    service = configure_logging(
+        env={},
+        console="off",
+        log_dir=str(tmp_path),
+        handle_signals=False,
+        sentry_dsn=sentry.dsn,
+        traces_sample_rate=0.0,
+        profiles_sample_rate=0.0,
+        sentry_before_send=before_send,
+    )
+    try:
+        service.get_logger("t").error("runs the hook")
+        service.flush()
+    finally:
+        service.shutdown()
+        sentry.close()
+
+    assert len(masks) == 1
+    assert not masks[0] >> (signal.SIGTERM - 1) & 1
+    assert not masks[0] >> (signal.SIGINT - 1) & 1

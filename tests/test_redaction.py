@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import enum
 import io
+import json
 import logging
 
 import pytest
@@ -748,3 +749,62 @@ class TestQuickTest:
 
         for text in ("inst-4f2a9c81", "manifest-update", "Module verified", ""):
             assert not may_hold_secret(text)
+
+
+class Ambiguous:
+    """A value whose truth can't be told, as a numpy array's can't."""
+
+    def __bool__(self):
+        raise ValueError("the truth value is ambiguous")
+
+    def __repr__(self):
+        return "Ambiguous()"
+
+
+class TestPairsInLongAndOddText:
+    def test_many_keys_in_one_token_are_read_once(self):
+        """A 300 KB text of ``k:k:...`` pairs with no space: read in one pass.
+
+        Each value is read only after a secret key; reading one per key made
+        this text take 15 s, and a 1 MB one minutes.
+        """
+        text = "|".join(f"user:{n}:session" for n in range(16_000))
+
+        # ``session`` is a secret key's word, but no ``session`` here has a
+        # separator after it: nothing to replace.
+        assert RedactionPolicy().redact_text(text) == text
+
+        flood = "password:" * 100_000
+        assert RedactionPolicy().redact_text(flood) == "password:[REDACTED:pair]"
+
+    def test_an_empty_value_keeps_the_next_line(self):
+        text = "user=bob\npassword=\nhost=db"
+
+        assert RedactionPolicy().redact_text(text) == text
+
+    def test_closing_brackets_stay(self):
+        policy = RedactionPolicy()
+
+        assert policy.redact_text('{"pin": 1234}') == '{"pin": [REDACTED:pair]}'
+        assert (
+            policy.redact_text("User(name='a', pin=1234)")
+            == "User(name='a', pin=[REDACTED:pair])"
+        )
+
+    def test_values_without_a_truth_are_redacted_not_lost(self, tmp_path):
+        """A secret key's numpy-like value is hidden; the event is written."""
+        service = configure_logging(
+            env={}, console="off", log_dir=str(tmp_path), handle_signals=False
+        )
+        try:
+            service.get_logger("t").info(
+                "weights", token=Ambiguous(), layer=("authorization", Ambiguous())
+            )
+        finally:
+            service.shutdown()
+
+        [line] = [
+            json.loads(raw) for raw in (tmp_path / "app.log").read_bytes().splitlines()
+        ]
+        assert line["token"] == "[REDACTED:token]"
+        assert line["layer"] == ["authorization", "[REDACTED:authorization]"]

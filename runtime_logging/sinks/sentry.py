@@ -59,7 +59,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime_logging._diagnostics import diagnostics
-from runtime_logging._pipeline import LogEvent, background_thread, level_name
+from runtime_logging._pipeline import (
+    LogEvent,
+    application_code,
+    background_thread,
+    level_name,
+)
 from runtime_logging.config import LEVELS, Settings, mask_url
 from runtime_logging.errors import ConfigurationError, MissingExtraError
 from runtime_logging.redaction import RedactionPolicy
@@ -579,7 +584,8 @@ class SentrySink(QueuedSink):
             return None
         event = self._finish(event)
         if self._user_before_send is not None:
-            return self._user_before_send(event, hint)
+            with application_code():
+                return self._user_before_send(event, hint)
         return event
 
     def _before_send_transaction(
