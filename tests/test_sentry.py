@@ -70,6 +70,15 @@ class Mirror:
     __repr__ = __str__
 
 
+def capture_by_sentry_sdk():
+    """Two events sentry-sdk captures on its own: a message and an exception."""
+    sentry_sdk.capture_message("from sentry-sdk")
+    try:
+        raise KeyError("k")
+    except KeyError as error:
+        sentry_sdk.capture_exception(error)
+
+
 def breadcrumbs(event):
     return event.get("breadcrumbs", {}).get("values", [])
 
@@ -224,11 +233,7 @@ class TestBreadcrumbs:
         log = service.get_logger("install")
 
         log.warning("slow mirror", seconds=4.5)
-        sentry_sdk.capture_message("from sentry-sdk")
-        try:
-            raise KeyError("k")
-        except KeyError as error:
-            sentry_sdk.capture_exception(error)
+        capture_by_sentry_sdk()
         service.flush()
 
         assert len(server.events) == 2
@@ -305,11 +310,7 @@ class TestTags:
 
         with sentry_sdk.start_transaction(name="install", op="task"):
             service.get_logger().error("from the pipeline")
-        sentry_sdk.capture_message("from sentry-sdk")
-        try:
-            raise KeyError("k")
-        except KeyError as error:
-            sentry_sdk.capture_exception(error)
+        capture_by_sentry_sdk()
         service.flush()
 
         events = [*server.events, *server.transactions]
