@@ -190,9 +190,12 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
 #: long text of ``k:k:k...`` is not read once per key. Space around the
 #: separator stays on its line: an empty ``password=`` keeps the next one.
 _PAIR = re.compile(
-    r"(?<![\w-])(?:--([\w-]+)[ \t]+(?!-)|([\w-]+)[\"']?[ \t]*(?::=|=>|[=:])[ \t]*)"
+    r"(?<![\w-])(?:--([\w-]+)(?:[ \t]+|(?<=\w)(['\"]), ?\2)(?!-)"
+    r"|([\w-]+)[\"']?[ \t]*(?::=|=>|[=:])[ \t]*)"
     r"(?!\[REDACTED)"
 )
+#: A command-line flag as a list item: ``--password``, ``-p`` is not one.
+_FLAG = re.compile(r"--([\w-]+)").fullmatch
 #: A pair's value: quoted, or up to a space, a separator, a quote or a
 #: closing bracket (``{"pin": 1234}`` keeps its ``}``).
 _PAIR_VALUE = re.compile(r"\"[^\"]*\"|'[^']*'|[^\s,;&\"')\]}]+")
@@ -225,7 +228,7 @@ _HINTS = {
 }
 _TRIGGER = re.compile(
     r"[=:@]|eyJ|-----BEGIN|AKIA|ASIA|AGPA|AIDA|AIza|gh[pousr]_|github_pat_|xox|"
-    r"_live_|(?i:bearer|basic|token|digest)\s|--[\w-]+\s"
+    r"_live_|(?i:bearer|basic|token|digest)\s|--[\w-]+(?:\s|['\"],)"
 )
 #: A character that every trigger word holds one of: its ``J``, ``A``, ``G``,
 #: ``x`` or ``_``, one of ``=:@``, or the whitespace after a credential word
@@ -450,7 +453,7 @@ class RedactionPolicy:
         parts: list[str] = []
         done = 0
         for match in _PAIR.finditer(text):
-            if match.start() < done or not self.is_secret_key(match[1] or match[2]):
+            if match.start() < done or not self.is_secret_key(match[1] or match[3]):
                 continue  # a key inside a value already replaced, or not secret
             value = _PAIR_VALUE.match(text, match.end())
             if value is None:
@@ -527,6 +530,15 @@ class RedactionPolicy:
             return pair if type(value) is list else tuple(pair)
         each = each or self.redact_value
         items = [each(item, depth + 1) for item in value]
+        for index, item in enumerate(value[:-1]):
+            # A command line as a list: ["mysqldump", "--password", "x"].
+            if type(item) is not str or not item.startswith("--"):
+                continue
+            flag = _FLAG(item)
+            if flag is not None and self.is_secret_key(flag[1]):
+                following = value[index + 1]
+                if isinstance(following, str) and not following.startswith("-"):
+                    items[index + 1] = _PAIR_MARKER
         if any(new is not old for new, old in zip(items, value, strict=True)):
             return items if type(value) is list else tuple(items)
         return value

@@ -808,3 +808,50 @@ class TestPairsInLongAndOddText:
         ]
         assert line["token"] == "[REDACTED:token]"
         assert line["layer"] == ["authorization", "[REDACTED:authorization]"]
+
+
+class TestCommandLines:
+    def test_a_secret_flag_s_value_in_a_list_and_in_its_text(self, tmp_path):
+        """argv as a list, and as CalledProcessError writes it, hide the value."""
+        import subprocess
+        import sys
+
+        service = configure_logging(
+            env={}, console="off", log_dir=str(tmp_path), handle_signals=False
+        )
+        log = service.get_logger("backup")
+        try:
+            try:
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "raise SystemExit(1)",
+                        "--password",
+                        "S3c-1",
+                    ],
+                    check=True,
+                )
+            except subprocess.CalledProcessError:
+                log.exception("backup failed")
+            log.info("running", argv=["mysqldump", "--password", "S3c-2", "--verbose"])
+        finally:
+            service.shutdown()
+
+        text = (tmp_path / "app.log").read_text()
+        assert "S3c-" not in text
+        lines = [json.loads(raw) for raw in text.splitlines()]
+        assert lines[1]["argv"] == [
+            "mysqldump",
+            "--password",
+            "[REDACTED:pair]",
+            "--verbose",
+        ]
+
+    def test_ordinary_flags_keep_their_values(self):
+        policy = RedactionPolicy()
+
+        argv = ["rsync", "--verbose", "src", "--exclude", "*.tmp"]
+        assert policy.redact_value(argv) is argv
+        text = "Command '['rsync', '--exclude', '*.tmp']' returned 1"
+        assert policy.redact_text(text) == text
