@@ -374,16 +374,30 @@ class RedactionPolicy:
         #: Keys known not to be secret: an event whose keys are all here
         #: needs no key check (one set operation instead of one per key).
         self._plain_keys: set[str] = set()
+        self._query_marker = MARKER.format("query")
         self._patterns = tuple(
             (
                 _HINTS[what],
                 pattern,
-                replacement.replace("{m}", MARKER.format(what))
+                self._query_parameter
+                if what == "query"
+                else replacement.replace("{m}", MARKER.format(what))
                 if isinstance(replacement, str)
                 else replacement,
             )
             for what, pattern, replacement in _PATTERNS
         )
+
+    def _query_parameter(self, match: re.Match[str]) -> str:
+        """A secret query parameter's value replaced, unless allowed.
+
+        ``redact_keys_allow`` lets a name through here as it does for fields
+        and pairs (``session`` ids, say).
+        """
+        name = match[1].lstrip("?&;#").rstrip("=")
+        if fold_key(name) in self._allowed:
+            return match[0]
+        return match[1] + self._query_marker
 
     def is_secret_key(self, name: object) -> bool:
         """Whether the value under the key *name* is secret as a whole."""

@@ -855,3 +855,16 @@ class TestCommandLines:
         assert policy.redact_value(argv) is argv
         text = "Command '['rsync', '--exclude', '*.tmp']' returned 1"
         assert policy.redact_text(text) == text
+
+
+def test_allowed_keys_are_let_through_in_urls_too():
+    """README: redact_keys_allow = ["session"] keeps session ids, in URLs too."""
+    policy = RedactionPolicy(allow_keys=["session"])
+
+    assert policy.redact_text("GET /x?session=abc&token=t1&x=1") == (
+        "GET /x?session=abc&token=[REDACTED:query]&x=1"
+    )
+    assert policy.redact_text("session=abc") == "session=abc"
+    assert (
+        RedactionPolicy().redact_text("/x?session=abc") == "/x?session=[REDACTED:query]"
+    )
