@@ -190,8 +190,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
 #: long text of ``k:k:k...`` is not read once per key. Space around the
 #: separator stays on its line: an empty ``password=`` keeps the next one.
 _PAIR = re.compile(
-    r"(?<![\w-])(?:--([\w-]+)(?:[ \t]+|(?<=\w)(['\"]), ?\2)(?!-)"
-    r"|([\w-]+)[\"']?[ \t]*(?::=|=>|[=:])[ \t]*)"
+    r"(?<![\w.-])(?:--([\w-]+)(?:[ \t]+|(?<=\w)(['\"]), ?\2)(?!-)"
+    r"|([\w.-]+)[\"']?[ \t]*(?::=|=>|[=:])[ \t]*"
+    # A quoted key may hold spaces: {"Secret Access Key": "..."}.
+    r"|([\"'])([\w .-]+)\4[ \t]*(?::=|=>|[=:])[ \t]*)"
     r"(?!\[REDACTED)"
 )
 #: A command-line flag as a list item: ``--password``, ``-p`` is not one.
@@ -467,7 +469,8 @@ class RedactionPolicy:
         parts: list[str] = []
         done = 0
         for match in _PAIR.finditer(text):
-            if match.start() < done or not self.is_secret_key(match[1] or match[3]):
+            key = match[1] or match[3] or match[5]
+            if match.start() < done or not self.is_secret_key(key):
                 continue  # a key inside a value already replaced, or not secret
             value = _PAIR_VALUE.match(text, match.end())
             if value is None:

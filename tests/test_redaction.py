@@ -868,3 +868,15 @@ def test_allowed_keys_are_let_through_in_urls_too():
     assert (
         RedactionPolicy().redact_text("/x?session=abc") == "/x?session=[REDACTED:query]"
     )
+
+
+def test_dotted_and_quoted_multi_word_keys_in_text():
+    """Keys secret as field names are secret in text with dots or spaces too."""
+    policy = RedactionPolicy()
+
+    assert policy.redact_text("api.key=AbCd1234") == "api.key=[REDACTED:pair]"
+    assert policy.redact_text('{"Secret Access Key": "AbCdEf123"}') == (
+        '{"Secret Access Key": "[REDACTED:pair]"}'
+    )
+    for text in ("host example.com:8080 ok", "version 1.2.3: done", "a.b.c=1"):
+        assert policy.redact_text(text) == text
