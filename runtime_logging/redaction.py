@@ -191,7 +191,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
 #: separator stays on its line: an empty ``password=`` keeps the next one.
 _PAIR = re.compile(
     r"(?<![\w.-])(?:--([\w-]+)(?:[ \t]+|(?<=\w)(['\"]), ?\2)(?!-)"
-    r"|([\w.-]+)[\"']?[ \t]*(?::=|=>|[=:])[ \t]*"
+    r"|([\w.-]+)\\?[\"']?[ \t]*(?::=|=>|[=:])[ \t]*"
     # A quoted key may hold spaces: {"Secret Access Key": "..."}.
     r"|([\"'])([\w .-]+)\4[ \t]*(?::=|=>|[=:])[ \t]*)"
     r"(?!\[REDACTED)"
@@ -200,7 +200,13 @@ _PAIR = re.compile(
 _FLAG = re.compile(r"--([\w-]+)").fullmatch
 #: A pair's value: quoted, or up to a space, a separator, a quote or a
 #: closing bracket (``{"pin": 1234}`` keeps its ``}``).
-_PAIR_VALUE = re.compile(r"\"[^\"]*\"|'[^']*'|[^\s,;&\"')\]}]+")
+_PAIR_VALUE = re.compile(
+    # Quoted, its escaped quotes kept inside; quoted with escaped quotes, as
+    # JSON inside a JSON string has it; bare; or, after a quote never
+    # closed, the rest of its line.
+    r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\\\"(?:[^\"\\]|\\[^\"])*\\\""
+    r"|[^\s,;&\"')\]}]+|[\"'][^\r\n]*"
+)
 _PAIR_MARKER = MARKER.format("pair")
 #: Every byte but ``a``-``z``: deleted, they leave a text's letters folded as
 #: `fold_key` folds a key.

@@ -880,3 +880,17 @@ def test_dotted_and_quoted_multi_word_keys_in_text():
     )
     for text in ("host example.com:8080 ok", "version 1.2.3: done", "a.b.c=1"):
         assert policy.redact_text(text) == text
+
+
+def test_json_inside_a_json_string_and_escaped_quotes():
+    """A dumped event body (JSON in a JSON string) and escaped quotes hide it all."""
+    policy = RedactionPolicy()
+    body = json.dumps({"body": json.dumps({"user": "a", "password": "S3c-1"})})
+
+    redacted = policy.redact_text(body)
+    assert "S3c-1" not in redacted
+    assert '\\"user\\": \\"a\\"' in redacted
+    assert policy.redact_text('password="ab\\"cd S3c-2" next') == (
+        'password="[REDACTED:pair]" next'
+    )
+    assert "S3c-3" not in policy.redact_text('token: "S3c-3 never closed\nnext')
