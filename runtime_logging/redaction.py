@@ -191,9 +191,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
 #: separator stays on its line: an empty ``password=`` keeps the next one.
 _PAIR = re.compile(
     r"(?<![\w.-])(?:--([\w-]+)(?:[ \t]+|(?<=\w)(['\"]), ?\2)(?!-)"
-    r"|([\w.-]+)\\?[\"']?[ \t]*(?::=|=>|[=:])[ \t]*"
+    r"|([\w.-]+)\\?[\"']?[ \t]*(?::=|=>|[=:](?!=))[ \t]*"
     # A quoted key may hold spaces: {"Secret Access Key": "..."}.
-    r"|([\"'])([\w .-]+)\4[ \t]*(?::=|=>|[=:])[ \t]*)"
+    r"|([\"'])([\w .-]+)\4[ \t]*(?::=|=>|[=:](?!=))[ \t]*)"
     r"(?!\[REDACTED)"
 )
 #: A command-line flag as a list item: ``--password``, ``-p`` is not one.
@@ -204,7 +204,7 @@ _PAIR_VALUE = re.compile(
     # Quoted, its escaped quotes kept inside; quoted with escaped quotes, as
     # JSON inside a JSON string has it; bare; or, after a quote never
     # closed, the rest of its line.
-    r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\\\"(?:[^\"\\]|\\[^\"])*\\\""
+    r"b?\"(?:[^\"\\]|\\.)*\"|b?'(?:[^'\\]|\\.)*'|\\\"(?:[^\"\\]|\\[^\"])*\\\""
     r"|[^\s,;&\"')\]}]+|[\"'][^\r\n]*"
 )
 _PAIR_MARKER = MARKER.format("pair")
@@ -482,6 +482,8 @@ class RedactionPolicy:
             if value is None:
                 continue  # nothing after the separator on its line
             start, end = value.span()
+            if text[start] == "b" and text[start + 1 : start + 2] in {'"', "'"}:
+                start += 1  # a bytes repr: b'...' keeps its b
             quote = text[start] if text[start] in "\"'" else ""
             parts += (text[done:start], quote, _PAIR_MARKER, quote)
             done = end

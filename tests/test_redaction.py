@@ -894,3 +894,14 @@ def test_json_inside_a_json_string_and_escaped_quotes():
         'password="[REDACTED:pair]" next'
     )
     assert "S3c-3" not in policy.redact_text('token: "S3c-3 never closed\nnext')
+
+
+def test_bytes_values_in_reprs_and_comparisons():
+    """b'...' values lose their secret; ``==`` is no pair to mangle."""
+    policy = RedactionPolicy()
+
+    assert policy.redact_text("{'password': b'S3c-1'}") == (
+        "{'password': b'[REDACTED:pair]'}"
+    )
+    comparison = "if password == expected:"
+    assert policy.redact_text(comparison) == comparison
