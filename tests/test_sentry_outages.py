@@ -215,7 +215,9 @@ class TestHealthTellsTheTruth:
             log = service.get_logger("c13")
             for n in range(200):
                 log.error("upstream failed", n=n)
-            service.flush()
+            # Every refusal settled: 200 requests one after another can take
+            # longer than the drain on a loaded machine.
+            service.flush(timeout=60)
             health = service.health()["sentry"]
         finally:
             service.shutdown()
