@@ -168,17 +168,8 @@ def to_jsonable(
         return _safe_repr(value)
 
 
-def dumps_line(event: Mapping[str, Any], plain: bool = False) -> bytes:
-    """One line of strict JSON with its newline, whatever *event* holds.
-
-    *plain* says the caller has checked that every value is a str, int,
-    bool, None or finite float: then one `orjson.dumps` is the whole work.
-    """
-    if plain:
-        try:
-            return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
-        except TypeError:
-            pass  # a key that is not a str, a lone surrogate, a big int
+def dumps_line(event: Mapping[str, Any]) -> bytes:
+    """One line of strict JSON with its newline, whatever *event* holds."""
     try:
         line = orjson.dumps(event, default=_default, option=_OPTIONS)
     except Exception:

@@ -164,7 +164,9 @@ class LogEvent:
         line = self._line
         if line is None:
             if self._plain:
-                # dumps_line's first step, without the call: most events.
+                # Every value a str, int, bool, None or finite float (most
+                # events): one orjson.dumps is the whole work. It refuses a
+                # key that is not a str, a lone surrogate, a big int.
                 try:
                     line = _dumps(self.fields, option=_APPEND_NEWLINE)
                 except TypeError:
