@@ -227,6 +227,90 @@ class TestBreadcrumbs:
         assert crumb["data"] == {"plan": "team"}
         assert b"alice@example.org" not in server.raw
 
+    def test_changed_by_a_processor_redacted_again(self, sentry, server):
+        """What a processor puts into a pipeline breadcrumb is redacted too."""
+        from sentry_sdk.scope import global_event_processors
+
+        def add_secrets(event, hint):
+            for crumb in breadcrumbs(event):
+                crumb["data"]["password"] = "hunter2"
+                crumb["message"] = "login token=t0k3n"
+            return event
+
+        global_event_processors.append(add_secrets)
+        try:
+            service = sentry()
+            log = service.get_logger("signup")
+            log.info("user signed up", plan="team")
+            log.error("welcome mail failed")
+            service.flush()
+        finally:
+            global_event_processors.remove(add_secrets)
+
+        [event] = server.events
+        [crumb] = breadcrumbs(event)
+        assert crumb["data"]["plan"] == "team"
+        assert crumb["data"]["password"] != "hunter2"
+        assert crumb["message"] == "login token=[REDACTED:pair]"
+        assert b"hunter2" not in server.raw
+        assert b"t0k3n" not in server.raw
+
+    def test_sent_as_sentry_sdk_serializes_them(self, sentry, server):
+        """The same breadcrumbs, whether or not sentry-sdk's serializer walked them.
+
+        A repr processor of the application's makes every breadcrumb go
+        through the serializer: the second event is the reference.
+        """
+        from sentry_sdk.serializer import global_repr_processors
+
+        service = sentry()
+        log = service.get_logger("steps")
+        for n in range(120):
+            log.info("step %d", n, n=n, ok=n % 2 == 0, ratio=n / 7, name=None)
+        log.warning("many fields", **{f"f{i}": i for i in range(12)})
+        log.info("not plain", mirror=Mirror(), size=2**70, sizes=[1, 2])
+        log.info("crlf", text="a\r\nb \u2028 é")
+        sentry_sdk.add_breadcrumb(message="own", category="app", data={"k": 1})
+        log.error("first")
+        service.flush()  # built before the repr processor is there
+
+        def not_mine(value, hint):
+            return NotImplemented
+
+        global_repr_processors.append(not_mine)
+        try:
+            log.error("second")
+            service.flush()
+        finally:
+            global_repr_processors.remove(not_mine)
+
+        first, second = server.events
+        assert len(breadcrumbs(first)) == 100
+        assert breadcrumbs(first) == breadcrumbs(second)
+        assert first.get("_meta", {}).get("breadcrumbs") == second.get("_meta", {}).get(
+            "breadcrumbs"
+        )
+        many = next(b for b in breadcrumbs(first) if b["message"] == "many fields")
+        assert len(many["data"]) == 10  # sentry-sdk keeps ten fields of a databag
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", many["timestamp"]
+        )
+
+    def test_scrubbed_by_sentry_sdk(self, sentry, server):
+        """sentry-sdk's own scrubber still sees the pipeline's breadcrumbs."""
+        service = sentry()
+        log = service.get_logger("web")
+
+        log.info("request", ip_address="203.0.113.9", path="/install")
+        log.error("failed")
+        service.flush()
+
+        [event] = server.events
+        [crumb] = breadcrumbs(event)
+        assert crumb["data"]["path"] == "/install"
+        assert crumb["data"]["ip_address"] == "[Filtered]"
+        assert b"203.0.113.9" not in server.raw
+
     def test_in_events_sentry_sdk_captures(self, sentry, server):
         """capture_message and capture_exception carry them, rendered."""
         service = sentry()

@@ -146,30 +146,98 @@ class _Breadcrumb:
     ``before_breadcrumb``; `render_breadcrumbs` gives it Sentry's form.
     """
 
-    __slots__ = ("fields", "level", "logger", "time_ns")
+    __slots__ = ("_when", "fields", "level", "logger", "plain", "time_ns")
 
     def __init__(self, event: LogEvent) -> None:
         self.fields = event.fields
         self.level = event.level
         self.logger = event.logger
         self.time_ns = event.time_ns
+        self.plain = event._plain  # noqa: SLF001 - set by the pipeline
+        self._when: dt.datetime | None = None
+
+    @property
+    def when(self) -> dt.datetime:
+        """Its time, as the datetime sentry-sdk's breadcrumbs hold."""
+        when = self._when
+        if when is None:
+            when = self._when = _datetime(self.time_ns)
+        return when
 
     def __getitem__(self, key: str) -> Any:
         # sentry-sdk sorts an event's breadcrumbs by ``crumb["timestamp"]``.
         if key == "timestamp":
-            return _datetime(self.time_ns)
+            return self.when
         return self.as_dict()[key]
 
     def as_dict(self) -> dict[str, Any]:
         """The breadcrumb as sentry-sdk's ``add_breadcrumb`` would have kept it."""
-        return {
-            "type": "log",
-            "category": self.logger,
-            "level": level_name(self.level),
-            "message": str(self.fields.get("event", "")),
-            "data": _own_fields(self.fields),
-            "timestamp": _datetime(self.time_ns),
-        }
+        return _RenderedBreadcrumb(self)
+
+
+class _RenderedBreadcrumb(dict[str, Any]):
+    """A pipeline breadcrumb in Sentry's form, as event processors see it.
+
+    sentry-sdk's serializer walks each value of an event, a hundred
+    breadcrumbs of a dozen fields included: most of the milliseconds an
+    event costs its background thread. A breadcrumb that is still as it was
+    rendered here, with plain JSON values only, is already what the
+    serializer would make of it: `_BreadcrumbScrubber` takes it out of the
+    event before serialization, and `SentrySink._before_send` puts it back.
+    """
+
+    __slots__ = ("_data", "_made", "_plain")
+
+    def __init__(self, crumb: _Breadcrumb) -> None:
+        fields = crumb.fields
+        data = _own_fields(fields)
+        made = (
+            "log",
+            crumb.logger,
+            level_name(crumb.level),
+            str(fields.get("event", "")),
+            data,
+            crumb.when,
+        )
+        super().__init__(zip(_CRUMB_KEYS, made, strict=True))
+        self._made = made
+        self._data = tuple(data.items())
+        self._plain = crumb.plain and len(data) <= _DATABAG_BREADTH
+
+    def serialized(
+        self, max_length: int | None, timestamp: Callable[[dt.datetime], str]
+    ) -> dict[str, Any] | None:
+        """What sentry-sdk's serializer would make of it; None unless unchanged.
+
+        Unchanged means that no event processor or scrubber replaced or
+        added a value since it was rendered from the pipeline's redacted
+        fields, so it needs neither serialization nor redaction again.
+        """
+        made = self._made
+        if not self._plain or len(self) != len(made):
+            return None
+        values = tuple(map(self.get, _CRUMB_KEYS))
+        if not all(map(operator.is_, values, made)):
+            return None
+        data = made[4]
+        items = self._data
+        if len(data) != len(items) or not all(
+            data.get(key, _MISSING) is value for key, value in items
+        ):
+            return None
+        if max_length is not None and any(
+            type(value) is str and len(value) > max_length
+            for value in (made[1], made[3], *data.values())
+        ):
+            return None
+        return {**self, "data": dict(items), "timestamp": timestamp(made[5])}
+
+
+#: A breadcrumb's keys, as sentry-sdk's ``add_breadcrumb`` makes them.
+_CRUMB_KEYS = ("type", "category", "level", "message", "data", "timestamp")
+#: The fields of a breadcrumb's data sentry-sdk's serializer keeps.
+_DATABAG_BREADTH = 10
+_MISSING = object()
 
 
 def render_breadcrumbs(event: Any, hint: dict[str, Any]) -> Any:
@@ -187,6 +255,81 @@ def render_breadcrumbs(event: Any, hint: dict[str, Any]) -> Any:
             for crumb in values
         ]
     return event
+
+
+def _scrubber_class() -> type[Any]:
+    """sentry-sdk's scrubber, which also holds back unchanged pipeline breadcrumbs."""
+    from sentry_sdk.scrubber import EventScrubber  # noqa: PLC0415
+    from sentry_sdk.serializer import global_repr_processors  # noqa: PLC0415
+    from sentry_sdk.utils import format_timestamp  # noqa: PLC0415
+
+    class BreadcrumbScrubber(EventScrubber):
+        """Scrubs as sentry-sdk does, then holds back the breadcrumbs it can.
+
+        The scrubber runs after the event processors and just before the
+        serializer: what it holds back is in its final form, and the event
+        keeps a None in its place until `put_back` puts it back.
+        """
+
+        def __init__(self) -> None:
+            super().__init__(send_default_pii=False)
+            #: sentry-sdk's ``max_value_length``: longer strings are cut.
+            self.max_length: int | None = None
+            #: Breadcrumbs held back, by event id, until its ``before_send``.
+            self.held: dict[str, dict[int, dict[str, Any]]] = {}
+
+        def scrub_breadcrumbs(self, event: Any) -> None:
+            super().scrub_breadcrumbs(event)
+            event_id = event.get("event_id")
+            if global_repr_processors or not event_id:
+                return  # the application's own repr: the serializer's work
+            held = _hold_back(event, self.max_length, format_timestamp)
+            if held:
+                if len(self.held) >= _HELD_EVENTS:
+                    # An event that never reached before_send (its serializer
+                    # failed): its breadcrumbs went with it.
+                    self.held.pop(next(iter(self.held)))
+                self.held[event_id] = held
+
+        def take(self, event: dict[str, Any]) -> dict[int, dict[str, Any]]:
+            """What was held back of *event*'s breadcrumbs, by position."""
+            return self.held.pop(event.get("event_id", ""), None) or {}
+
+    return BreadcrumbScrubber
+
+
+def _breadcrumb_list(event: Any) -> list[Any] | None:
+    crumbs = event.get("breadcrumbs")
+    values = crumbs.get("values") if type(crumbs) is dict else None
+    return values if isinstance(values, list) else None
+
+
+def _hold_back(
+    event: Any, max_length: int | None, timestamp: Callable[[dt.datetime], str]
+) -> dict[int, dict[str, Any]]:
+    """Take *event*'s unchanged pipeline breadcrumbs out, serialized, by position."""
+    values = _breadcrumb_list(event)
+    held = {}
+    for index, crumb in enumerate(values or ()):
+        if type(crumb) is _RenderedBreadcrumb:
+            serialized = crumb.serialized(max_length, timestamp)
+            if serialized is not None:
+                held[index] = serialized
+                values[index] = None  # type: ignore[index]
+    return held
+
+
+def _put_back(event: dict[str, Any], held: dict[int, dict[str, Any]]) -> None:
+    """Put *held* breadcrumbs back in *event* where they were."""
+    values = _breadcrumb_list(event) if held else None
+    if values is not None:
+        for index, crumb in held.items():
+            if index < len(values) and values[index] is None:
+                values[index] = crumb
+
+
+#: Events whose held-back breadcrumbs wait for their ``before_send`` at most.
+_HELD_EVENTS = 64
 
 
 #: Scopes' values in `_ScopeCopier.names` order, each followed by copies of
@@ -361,6 +504,7 @@ class SentrySink(QueuedSink):
         self._outcomes: dict[str, _Outcome] = {}
         self._last_failed = False
         self.client = self._init_sdk()
+        self._scrubber.max_length = self.client.options.get("max_value_length")
         self.max_breadcrumbs = int(self.client.options["max_breadcrumbs"])
         self._scopes = _ScopeCopier()
 
@@ -377,6 +521,7 @@ class SentrySink(QueuedSink):
 
         settings = self.settings
         self._quiet_sdk_logger()
+        self._scrubber = _scrubber_class()()
         options: dict[str, Any] = {
             "dsn": settings.sentry_dsn,
             "environment": settings.environment,
@@ -400,6 +545,7 @@ class SentrySink(QueuedSink):
                 settings.sentry_read_timeout,
                 self._sent,
             ),
+            "event_scrubber": self._scrubber,
             "before_send": self._before_send,
             "before_send_transaction": self._before_send_transaction,
             "before_breadcrumb": self._before_breadcrumb,
@@ -573,6 +719,7 @@ class SentrySink(QueuedSink):
     def _before_send(
         self, event: dict[str, Any], hint: dict[str, Any]
     ) -> dict[str, Any] | None:
+        held = self._scrubber.take(event)
         error = (hint.get("exc_info") or (None, None))[1]
         # Captured by sentry-sdk itself (uncaught, a thread, the application):
         # the pipeline may already have sent this exception.
@@ -583,6 +730,9 @@ class SentrySink(QueuedSink):
         ):
             return None
         event = self._finish(event)
+        # After redaction: the breadcrumbs held back are the pipeline's own,
+        # redacted before they were recorded and unchanged since.
+        _put_back(event, held)
         if self._user_before_send is not None:
             with application_code():
                 return self._user_before_send(event, hint)
