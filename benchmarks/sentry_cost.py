@@ -5,7 +5,10 @@ local ingest server (in its own process, so it takes no time from the
 caller's), a hung listener, and healthy with structured logs. Every 100th
 call is an error (a Sentry event), the rest are INFO (breadcrumbs). Per-call
 times are pooled over interleaved rounds and their percentiles printed; the
-events the healthy server received are counted at the end.
+events the healthy server received are counted at the end, and the CPU
+time the sink's background thread spent per event (building it with its
+100 breadcrumbs, redacting, handing it to sentry-sdk) is printed; the
+first event of a process also pays sentry-sdk's one-off work.
 
 Part two times the redaction step alone on a clean event, an event whose
 fields hold URLs and timestamps but no secret, and one with secrets.
@@ -20,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,7 +58,18 @@ SECRETS = {
 }
 
 
-def trial(directory: Path, calls: int, settings: dict[str, object]) -> list[int]:
+def sink_thread_cpu_ns() -> int:
+    """CPU time of the Sentry sink's background thread so far (0 if none)."""
+    for thread in threading.enumerate():
+        if thread.name == "runtime_logging-sentry" and thread.ident is not None:
+            return time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
+    return 0
+
+
+def trial(
+    directory: Path, calls: int, settings: dict[str, object]
+) -> tuple[list[int], int]:
+    """Per-call times, and the sink thread's CPU time when delivery ended."""
     hung = settings.pop("hung", False)
     service = runtime_logging.configure_logging(
         env={},
@@ -72,10 +87,14 @@ def trial(directory: Path, calls: int, settings: dict[str, object]) -> list[int]
         start = clock()
         method(MESSAGE, **FIELDS)
         times.append(clock() - start)
+    background = 0
+    if not hung:
+        service.flush(timeout=15.0)
+        background = sink_thread_cpu_ns()
     # Time enough to deliver everything to a healthy server on a busy
     # machine (counted below); a hung one is given up on sooner.
     service.shutdown(timeout=1.0 if hung else 15.0)
-    return times
+    return times, background
 
 
 def redaction_ns(fields: dict[str, object], repeat: int) -> float:
@@ -112,6 +131,7 @@ def main() -> int:
     assert server.stdout is not None
     healthy = f"http://public@127.0.0.1:{int(server.stdout.readline())}/1"
     pooled: dict[str, list[int]] = {}
+    background: dict[str, list[float]] = {}
     with hung_server() as hung, tempfile.TemporaryDirectory() as work:
         variants: dict[str, dict[str, object]] = {
             "off": {},
@@ -125,8 +145,11 @@ def main() -> int:
         for number in range(args.rounds):
             for variant, settings in variants.items():
                 directory = Path(work) / f"{variant}-{number}"
-                times = trial(directory, args.calls, dict(settings))
+                times, cpu_ns = trial(directory, args.calls, dict(settings))
                 pooled.setdefault(variant, []).extend(times)
+                if cpu_ns:
+                    per_event = cpu_ns / (args.calls // 100) / 1e6
+                    background.setdefault(variant, []).append(per_event)
     server.stdin.write("count\n")
     server.stdin.flush()
     events, logs = map(int, server.stdout.readline().split())
@@ -143,6 +166,10 @@ def main() -> int:
     for variant, times in pooled.items():
         mean, p50, p99, p999 = percentiles(times)
         print(f"{variant:<8} {mean:8.0f} {p50:8d} {p99:9d} {p999:9d}")
+
+    print("sink thread CPU per event, ms (each round; the first pays one-off work)")
+    for variant, figures in background.items():
+        print(f"  {variant:<8} " + " ".join(f"{ms:6.2f}" for ms in figures))
 
     print("redaction step, ns per event (best of 5)")
     for name, fields in (
