@@ -90,11 +90,25 @@ def _clean_text(text: str) -> str:
     return text
 
 
-def _safe_repr(value: object) -> str:
+def unrepresentable(value: object) -> str:
+    """The text written for *value* when it can't be read or shown."""
+    return f"<unrepresentable {type(value).__qualname__}>"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)`` as clean text, or its marker when that raises."""
     try:
         return _clean_text(repr(value))
     except Exception:
-        return f"<unrepresentable {type(value).__qualname__}>"
+        return unrepresentable(value)
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or its marker when that raises."""
+    try:
+        return value if type(value) is str else str(value)
+    except Exception:
+        return unrepresentable(value)
 
 
 def _key(key: object) -> str:
@@ -102,7 +116,7 @@ def _key(key: object) -> str:
         return _clean_text(key)
     if isinstance(key, (int, float, uuid.UUID, enum.Enum, bool)) or key is None:
         return str(key)
-    return _safe_repr(key)
+    return safe_repr(key)
 
 
 _NOT_SCALAR = object()
@@ -153,19 +167,23 @@ def to_jsonable(
     if isinstance(value, (Mapping, list, tuple, set, frozenset)):
         if id(value) in seen:
             return "<cycle>"
-        inner = seen | {id(value)}
-        if isinstance(value, Mapping):
-            return {_key(k): to_jsonable(v, depth + 1, inner) for k, v in value.items()}
-        items = (
-            sorted(value, key=_safe_repr)
-            if isinstance(value, (set, frozenset))
-            else value
-        )
-        return [to_jsonable(v, depth + 1, inner) for v in items]
+        try:
+            return _container(value, depth, seen | {id(value)})
+        except Exception:  # a mapping or collection that can't be read
+            return unrepresentable(value)
     try:
         return to_jsonable(_default(value), depth + 1, seen)
     except Exception:
-        return _safe_repr(value)
+        return safe_repr(value)
+
+
+def _container(value: Any, depth: int, seen: frozenset[int]) -> Any:
+    if isinstance(value, Mapping):
+        return {_key(k): to_jsonable(v, depth + 1, seen) for k, v in value.items()}
+    items = (
+        sorted(value, key=safe_repr) if isinstance(value, (set, frozenset)) else value
+    )
+    return [to_jsonable(v, depth + 1, seen) for v in items]
 
 
 def dumps_line(event: Mapping[str, Any]) -> bytes:
@@ -176,9 +194,15 @@ def dumps_line(event: Mapping[str, Any]) -> bytes:
         return _dumps_rebuilt(event)
     # orjson writes NaN and infinities as null: without a null, there are none.
     if b"null" in line:
-        for value in event.values():
-            if type(value) not in _SCALARS and _has_non_finite(value):
-                return _dumps_rebuilt(event)
+        try:
+            rebuild = any(
+                type(value) not in _SCALARS and _has_non_finite(value)
+                for value in event.values()
+            )
+        except Exception:  # a value that could be read once, and not twice
+            rebuild = True
+        if rebuild:
+            return _dumps_rebuilt(event)
     return line
 
 

@@ -35,7 +35,7 @@ from orjson import dumps as _dumps
 from structlog import DropEvent
 
 from runtime_logging._diagnostics import Diagnostics, diagnostics
-from runtime_logging._encoding import dumps_line
+from runtime_logging._encoding import dumps_line, safe_repr, safe_str
 from runtime_logging._exceptions import (
     ExcInfo,
     logged_before,
@@ -305,7 +305,7 @@ class Pipeline:
             else:
                 if event is None:  # info(event="...") as structlog allows
                     event = kw.pop("event", None)
-                message = "" if event is None else str(event)
+                message = "" if event is None else safe_str(event)
             template = None
             if args:
                 template = message
@@ -329,8 +329,7 @@ class Pipeline:
         except DropEvent:
             return
         except Exception as error:
-            self._diag.failure("pipeline", f"an event was lost: {error!r}")
-            return
+            done = self._salvaged(logger, level, event, error)
         if done is not None:
             self._fan_out(done)
 
@@ -351,14 +350,16 @@ class Pipeline:
             try:
                 message = record.getMessage()
             except Exception as error:
-                message = str(record.msg)
-                fields["format_error"] = f"{error!r} with args {record.args!r}"
+                message = safe_str(record.msg)
+                fields["format_error"] = (
+                    f"{safe_repr(error)} with args {safe_repr(record.args)}"
+                )
             context = _context_var.get()
             if context:
                 fields = {**context, **fields}
             exc_info = resolve_exc_info(record.exc_info) if record.exc_info else None
             time_ns = int(record.created * 1_000_000_000)
-            template = str(record.msg) if record.args else None
+            template = safe_str(record.msg) if record.args else None
             return self._process(
                 record.name,
                 record.levelno,
@@ -372,7 +373,29 @@ class Pipeline:
         except DropEvent:
             return None
         except Exception as error:
-            self._diag.failure("pipeline", f"a stdlib record was lost: {error!r}")
+            return self._salvaged(record.name, record.levelno, record.msg, error)
+
+    def _salvaged(
+        self, logger: str, level: int, message: object, error: Exception
+    ) -> LogEvent | None:
+        """The line of an event a step failed on: its message, and why, no fields.
+
+        Whatever the fields hold, the line is written; None only when even
+        that failed (told on stderr).
+        """
+        reason = safe_repr(error)
+        self._diag.failure("pipeline", f"an event's fields were lost: {reason}")
+        try:
+            return self._process(
+                logger,
+                level,
+                time.time_ns(),
+                safe_str(message),
+                {"fields_error": reason},
+                None,
+            )
+        except Exception as second:
+            self._diag.failure("pipeline", f"an event was lost: {safe_repr(second)}")
             return None
 
     def _process(

@@ -42,7 +42,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from runtime_logging._encoding import to_jsonable
+from runtime_logging._encoding import to_jsonable, unrepresentable
 
 MARKER = "[REDACTED:{}]"
 
@@ -512,22 +512,30 @@ class RedactionPolicy:
         if depth > 32:
             return value
         if kind is dict or isinstance(value, Mapping):
-            changed = False
-            result = {}
-            for key, item in value.items():
-                if self.is_secret_key(key):
-                    name = fold_key(_key_text(key) or "")
-                    new = MARKER.format(name or "key") if _holds(item) else item
-                else:
-                    new = self.redact_value(item, depth + 1)
-                changed = changed or new is not item
-                result[key] = new
-            return result if changed else value
+            try:
+                return self._redact_mapping(value, depth)
+            except Exception:
+                # It can't be read, so it can't be shown: its marker is what
+                # the encoder would write.
+                return unrepresentable(value)
         if kind is list or kind is tuple:
             return self._redact_items(value, depth)
         # The encoder would turn it into text (an exception, a set, an enum, a
         # dataclass, any object's repr): redact that text, the one written.
         return self.redact_value(to_jsonable(value), depth + 1)
+
+    def _redact_mapping(self, value: Mapping[Any, Any], depth: int) -> Any:
+        changed = False
+        result = {}
+        for key, item in value.items():
+            if self.is_secret_key(key):
+                name = fold_key(_key_text(key) or "")
+                new = MARKER.format(name or "key") if _holds(item) else item
+            else:
+                new = self.redact_value(item, depth + 1)
+            changed = changed or new is not item
+            result[key] = new
+        return result if changed else value
 
     def redact_local(self, value: Any, depth: int = 0) -> Any:
         """A local variable before its repr is taken: header pairs' values out.

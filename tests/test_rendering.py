@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime as dt
 import decimal
@@ -35,6 +36,31 @@ class Color(enum.Enum):
 class BadRepr:
     def __repr__(self):
         raise RuntimeError("no repr for you")
+
+
+class Unreadable(collections.abc.Mapping):
+    """A mapping that fails whatever is done with it but its length."""
+
+    def __getitem__(self, key):
+        raise KeyError(key)
+
+    def __iter__(self):
+        raise RuntimeError("no iteration")
+
+    def __len__(self):
+        return 1
+
+
+class UnreadableDict(dict):
+    def items(self):
+        raise RuntimeError("no items")
+
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
 
 
 class TestValuesTheEncoderCantTake:
@@ -81,6 +107,51 @@ class TestValuesTheEncoderCantTake:
 
         [line] = log_file.lines()
         assert line["value"] == expected
+
+    def test_values_that_cant_be_read(self, log_file, capfd):
+        """A mapping or object that raises when read: its marker, the line kept."""
+        log = log_file.service.get_logger("c1")
+
+        log.info("mapping", value=Unreadable())
+        log.info("dict", value=UnreadableDict(a=1))
+        log.info("nested", value={"a": [Unreadable(), Unprintable()]})
+        log.info(Unprintable())
+        logging.getLogger("lib.c1").info("extra", extra={"value": Unreadable()})
+        logging.getLogger("lib.c1").info(Unprintable())
+        logging.getLogger("lib.c1").info("%s", Unprintable())
+
+        lines = log_file.lines()
+        assert [line["event"] for line in lines] == [
+            "mapping",
+            "dict",
+            "nested",
+            "<unrepresentable Unprintable>",
+            "extra",
+            "<unrepresentable Unprintable>",
+            "%s",
+        ]
+        assert lines[0]["value"] == "<unrepresentable Unreadable>"
+        assert lines[1]["value"] == "<unrepresentable UnreadableDict>"
+        assert lines[2]["value"] == {
+            "a": ["<unrepresentable Unreadable>", "<unrepresentable Unprintable>"]
+        }
+        assert lines[4]["value"] == "<unrepresentable Unreadable>"
+        assert lines[6]["format_error"] == (
+            "RuntimeError('no str') with args <unrepresentable tuple>"
+        )
+        assert capfd.readouterr().err == ""
+
+    def test_fields_that_cant_be_read_at_all(self, log_file, capfd):
+        """A step that fails on the fields still writes the line, and says why."""
+        log = log_file.service.get_logger("c1")
+
+        log.info("Installation started", Unreadable())  # the Dart-style mapping
+
+        [line] = log_file.lines()
+        assert line["event"] == "Installation started"
+        assert line["fields_error"] == "RuntimeError('no iteration')"
+        told = capfd.readouterr().err
+        assert "fields were lost: RuntimeError('no iteration')" in told
 
     def test_cycles_and_deep_nesting(self, log_file):
         """A cycle and 10 000-deep nesting still give one valid line each."""
