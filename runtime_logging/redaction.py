@@ -191,9 +191,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
 #: separator stays on its line: an empty ``password=`` keeps the next one.
 _PAIR = re.compile(
     r"(?<![\w.-])(?:--([\w-]+)(?:[ \t]+|(?<=\w)(['\"]), ?\2)(?!-)"
-    r"|([\w.-]+)\\?[\"']?[ \t]*(?::=|=>|[=:](?!=))[ \t]*"
+    r"|([\w.-]+)\\?[\"']?[ \t]*(?::=|=>|:(?!=)|=(?![=>]))[ \t]*"
     # A quoted key may hold spaces: {"Secret Access Key": "..."}.
-    r"|([\"'])([\w .-]+)\4[ \t]*(?::=|=>|[=:](?!=))[ \t]*)"
+    r"|([\"'])([\w .-]+)\4[ \t]*(?::=|=>|:(?!=)|=(?![=>]))[ \t]*)"
     r"(?!\[REDACTED)"
 )
 #: A command-line flag as a list item: ``--password``, ``-p`` is not one.

@@ -396,6 +396,16 @@ class TestPolicy:
         )
         assert policy.redact_text('{"token": "t0k1"}') == '{"token": "[REDACTED:pair]"}'
 
+    def test_redacted_text_stays_as_it_is(self):
+        """Redacting twice (the file, then Sentry's event) changes nothing more."""
+        policy = RedactionPolicy()
+
+        for text in ("cfg pw=>hunter2 x", 'h = {"token" => "t0k"}', "a: b", "pw:=x"):
+            once = policy.redact_text(text)
+            assert "hunter2" not in once
+            assert "t0k" not in once
+            assert policy.redact_text(once) == once
+
     def test_pair_rule_needs_a_key_name(self):
         """Only a name first makes a header pair; other pairs are text."""
         policy = RedactionPolicy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -77,6 +78,10 @@ def capture_by_sentry_sdk():
         raise KeyError("k")
     except KeyError as error:
         sentry_sdk.capture_exception(error)
+
+
+class Color(enum.Enum):
+    RED = "red"
 
 
 def breadcrumbs(event):
@@ -295,6 +300,63 @@ class TestBreadcrumbs:
         assert re.fullmatch(
             r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", many["timestamp"]
         )
+
+    def test_values_a_processor_or_the_caller_changes_later(self, sentry, server):
+        """Containers filled after the call, empty odd values: redacted, sent."""
+        service = sentry()
+        log = service.get_logger("vault")
+        secrets: dict[str, str] = {}
+        api_keys: list[str] = []
+
+        log.info("loading", secrets=secrets, api_keys=api_keys)
+        log.info("empty", api_tokens=set(), access_token=b"")
+        secrets["db"] = "hunter2-db"
+        api_keys.append("hunter2-api")
+        log.error("vault unreachable")
+        sentry_sdk.capture_message("from sentry-sdk")
+        service.flush()
+
+        assert len(server.events) == 2
+        loading, empty = breadcrumbs(server.events[0])
+        assert loading["data"] == {
+            "secrets": "[REDACTED:secrets]",
+            "api_keys": "[REDACTED:apikeys]",
+        }
+        assert empty["data"] == {"api_tokens": [], "access_token": ""}
+        assert b"hunter2" not in server.raw
+
+    def test_logger_names_and_later_policies(self, sentry, server):
+        """A logger name is redacted; a new set-up's policy covers older crumbs."""
+        service = sentry()
+        logging.getLogger("postgres://app:hunter2@db/app").warning("slow")
+        service.get_logger("boot").info("customer", customer_ssn="078-05-1120")
+        service = sentry(redact_keys=["customer_ssn"])
+        service.get_logger("app").error("failed")
+        service.flush()
+
+        [event] = server.events
+        slow, customer = breadcrumbs(event)
+        assert "hunter2" not in slow["category"]
+        assert customer["data"] == {"customer_ssn": "[REDACTED:customerssn]"}
+        assert b"hunter2" not in server.raw
+        assert b"078-05-1120" not in server.raw
+
+    def test_keys_and_numbers_json_has_trouble_with(self, sentry, server):
+        """Keys that are not strings and huge integers don't cost later events."""
+        service = sentry()
+        stdlib = logging.getLogger("db")
+
+        stdlib.info("flags", extra={True: 1, None: "x", Color.RED: 3})
+        service.get_logger("db").info("huge", n=10**5000)
+        stdlib.error("first")
+        stdlib.error("second")
+        service.flush()
+
+        first, second = server.events
+        flags, huge = breadcrumbs(first)
+        assert flags["data"] == {"True": 1, "None": "x", "Color.RED": 3}
+        assert huge["data"]["n"].startswith("0x")
+        assert breadcrumbs(second) == breadcrumbs(first)
 
     def test_scrubbed_by_sentry_sdk(self, sentry, server):
         """sentry-sdk's own scrubber still sees the pipeline's breadcrumbs."""

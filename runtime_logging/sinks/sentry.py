@@ -48,6 +48,7 @@ import copy
 import datetime as dt
 import json
 import logging
+import math
 import operator
 import socket
 import sys
@@ -59,6 +60,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime_logging._diagnostics import diagnostics
+from runtime_logging._encoding import to_jsonable
 from runtime_logging._pipeline import (
     LogEvent,
     application_code,
@@ -146,14 +148,13 @@ class _Breadcrumb:
     ``before_breadcrumb``; `render_breadcrumbs` gives it Sentry's form.
     """
 
-    __slots__ = ("_when", "fields", "level", "logger", "plain", "time_ns")
+    __slots__ = ("_when", "fields", "level", "logger", "time_ns")
 
     def __init__(self, event: LogEvent) -> None:
         self.fields = event.fields
         self.level = event.level
         self.logger = event.logger
         self.time_ns = event.time_ns
-        self.plain = event._plain  # noqa: SLF001 - set by the pipeline
         self._when: dt.datetime | None = None
 
     @property
@@ -181,9 +182,10 @@ class _RenderedBreadcrumb(dict[str, Any]):
     sentry-sdk's serializer walks each value of an event, a hundred
     breadcrumbs of a dozen fields included: most of the milliseconds an
     event costs its background thread. A breadcrumb that is still as it was
-    rendered here, with plain JSON values only, is already what the
-    serializer would make of it: `_BreadcrumbScrubber` takes it out of the
-    event before serialization, and `SentrySink._before_send` puts it back.
+    rendered here, with flat data of plain JSON scalars under str keys, is
+    already what the serializer would make of it: `_BreadcrumbScrubber`
+    takes it out of the event before serialization, redacted as `_finish`
+    would redact it, and `SentrySink._before_send` puts it back.
     """
 
     __slots__ = ("_data", "_made", "_plain")
@@ -199,19 +201,31 @@ class _RenderedBreadcrumb(dict[str, Any]):
             data,
             crumb.when,
         )
+        self._plain = len(data) <= _DATABAG_BREADTH and all(
+            type(key) is str and _is_plain(value) for key, value in data.items()
+        )
+        if not self._plain:
+            for key, value in data.items():
+                if type(value) is int:
+                    # Past 64 bits: as the line writes it, since an int too
+                    # long for decimal text fails the whole envelope.
+                    data[key] = to_jsonable(value)
         super().__init__(zip(_CRUMB_KEYS, made, strict=True))
         self._made = made
         self._data = tuple(data.items())
-        self._plain = crumb.plain and len(data) <= _DATABAG_BREADTH
 
     def serialized(
-        self, max_length: int | None, timestamp: Callable[[dt.datetime], str]
+        self,
+        policy: RedactionPolicy,
+        max_length: int | None,
+        timestamp: Callable[[dt.datetime], str],
     ) -> dict[str, Any] | None:
-        """What sentry-sdk's serializer would make of it; None unless unchanged.
+        """Its serialized and redacted form; None unless it is unchanged.
 
         Unchanged means that no event processor or scrubber replaced or
-        added a value since it was rendered from the pipeline's redacted
-        fields, so it needs neither serialization nor redaction again.
+        added a value since it was rendered: its values are then the plain
+        scalars the serializer leaves as they are, and *policy* redacts
+        them as it would redact them in the whole event.
         """
         made = self._made
         if not self._plain or len(self) != len(made):
@@ -225,12 +239,33 @@ class _RenderedBreadcrumb(dict[str, Any]):
             data.get(key, _MISSING) is value for key, value in items
         ):
             return None
+        data = dict(items)
+        policy.redact_fields(data)  # what redact_value does to flat fields
+        category = policy.redact_message(made[1])
+        message = policy.redact_message(made[3])
         if max_length is not None and any(
             type(value) is str and len(value) > max_length
-            for value in (made[1], made[3], *data.values())
+            for value in (category, message, *data.values())
         ):
             return None
-        return {**self, "data": dict(items), "timestamp": timestamp(made[5])}
+        return {
+            "type": made[0],
+            "category": category,
+            "level": made[2],
+            "message": message,
+            "data": data,
+            "timestamp": timestamp(made[5]),
+        }
+
+
+def _is_plain(value: object) -> bool:
+    """Whether sentry-sdk's serializer and its JSON writer leave *value* as it is."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -(2**63) <= value < 2**64  # type: ignore[operator]
+    return kind is float and math.isfinite(value)  # type: ignore[arg-type]
 
 
 #: A breadcrumb's keys, as sentry-sdk's ``add_breadcrumb`` makes them.
@@ -271,8 +306,9 @@ def _scrubber_class() -> type[Any]:
         keeps a None in its place until `put_back` puts it back.
         """
 
-        def __init__(self) -> None:
+        def __init__(self, policy: RedactionPolicy) -> None:
             super().__init__(send_default_pii=False)
+            self.policy = policy
             #: sentry-sdk's ``max_value_length``: longer strings are cut.
             self.max_length: int | None = None
             #: Breadcrumbs held back, by event id, until its ``before_send``.
@@ -283,7 +319,7 @@ def _scrubber_class() -> type[Any]:
             event_id = event.get("event_id")
             if global_repr_processors or not event_id:
                 return  # the application's own repr: the serializer's work
-            held = _hold_back(event, self.max_length, format_timestamp)
+            held = _hold_back(event, self.policy, self.max_length, format_timestamp)
             if held:
                 if len(self.held) >= _HELD_EVENTS:
                     # An event that never reached before_send (its serializer
@@ -305,14 +341,17 @@ def _breadcrumb_list(event: Any) -> list[Any] | None:
 
 
 def _hold_back(
-    event: Any, max_length: int | None, timestamp: Callable[[dt.datetime], str]
+    event: Any,
+    policy: RedactionPolicy,
+    max_length: int | None,
+    timestamp: Callable[[dt.datetime], str],
 ) -> dict[int, dict[str, Any]]:
-    """Take *event*'s unchanged pipeline breadcrumbs out, serialized, by position."""
+    """Take *event*'s unchanged pipeline breadcrumbs out, final, by position."""
     values = _breadcrumb_list(event)
     held = {}
     for index, crumb in enumerate(values or ()):
         if type(crumb) is _RenderedBreadcrumb:
-            serialized = crumb.serialized(max_length, timestamp)
+            serialized = crumb.serialized(policy, max_length, timestamp)
             if serialized is not None:
                 held[index] = serialized
                 values[index] = None  # type: ignore[index]
@@ -521,7 +560,7 @@ class SentrySink(QueuedSink):
 
         settings = self.settings
         self._quiet_sdk_logger()
-        self._scrubber = _scrubber_class()()
+        self._scrubber = _scrubber_class()(self.policy)
         options: dict[str, Any] = {
             "dsn": settings.sentry_dsn,
             "environment": settings.environment,
@@ -730,8 +769,8 @@ class SentrySink(QueuedSink):
         ):
             return None
         event = self._finish(event)
-        # After redaction: the breadcrumbs held back are the pipeline's own,
-        # redacted before they were recorded and unchanged since.
+        # After redaction: the breadcrumbs held back were redacted as they
+        # were held back, by the same policy.
         _put_back(event, held)
         if self._user_before_send is not None:
             with application_code():
