@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -812,6 +813,19 @@ class TestConfiguration:
 
 class TestNeverInTheWay:
     """C13: a hung or dead Loki never blocks the caller; every request times out."""
+
+    def test_threads_start_with_the_set_up(self, loki):
+        """The sinks' threads run before the first call, which starts none."""
+        service = _configure(
+            loki.url, sentry_dsn="http://public@127.0.0.1:9/1", shutdown_timeout=0.5
+        )
+        names = {thread.name for thread in threading.enumerate()}
+        service.get_logger().info("first")
+        started = {thread.name for thread in threading.enumerate()} - names
+        service.shutdown()
+
+        assert {"runtime_logging-loki", "runtime_logging-sentry"} <= names
+        assert not {name for name in started if name.startswith("runtime_logging")}
 
     def test_receiver_that_reads_and_never_answers(self, loki):
         """An HTTP server that takes the push and hangs: the read times out."""

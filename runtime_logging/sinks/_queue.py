@@ -10,8 +10,10 @@ event given to ``emit()`` ends up counted exactly once as delivered or
 dropped: ``delivered + dropped + queue_depth == emitted`` at every moment,
 and ``delivered + dropped == emitted`` once the sink is closed. Drops are
 told on stderr at a bounded rate, from the background thread. The thread is
-started on first use and again in a forked child (whose copy of the
-parent's queue and counts is discarded: the parent delivers and counts it).
+started when `configure_logging()` takes the sink (or on first use, for a
+sink used on its own) and again on first use in a forked child (whose copy
+of the parent's queue and counts is discarded: the parent delivers and
+counts it).
 ``flush()`` and ``close()`` wait at most their timeout; a batch still
 unanswered when ``close()`` gives up is counted as dropped, and `interrupt`
 ends its request so that the thread ends within that timeout. Each drop is
@@ -138,6 +140,15 @@ class QueuedSink(Sink):
                 self._wake.set()
         if self._thread is None or self._pid != os.getpid():
             self._start()
+
+    def attach(self, service: object) -> None:
+        """Start the background thread: *service* now sends events here.
+
+        Started with the set-up rather than by the first event, so that no
+        logging call pays for a thread's start.
+        """
+        del service
+        self._start()
 
     def _start(self) -> None:
         with self._lock:
