@@ -88,6 +88,30 @@ def breadcrumbs(event):
     return event.get("breadcrumbs", {}).get("values", [])
 
 
+def signup_crumb(sentry, server, processor, position, **fields):
+    """The one breadcrumb of an event built with *processor* among the global ones.
+
+    *position* is where it stands: 0 first, -1 last (after the toolkit's own).
+    """
+    from sentry_sdk.scope import global_event_processors
+
+    if position == 0:
+        global_event_processors.insert(0, processor)
+    else:
+        global_event_processors.append(processor)
+    try:
+        service = sentry()
+        log = service.get_logger("signup")
+        log.info("user signed up", plan="team", **fields)
+        log.error("welcome mail failed")
+        service.flush()
+    finally:
+        global_event_processors.remove(processor)
+    [event] = server.events
+    [crumb] = breadcrumbs(event)
+    return crumb
+
+
 class TestWhatGoesWhere:
     """INFO and WARNING become breadcrumbs, ERROR and CRITICAL events."""
 
@@ -210,31 +234,20 @@ class TestBreadcrumbs:
 
     def test_applications_processors_see_dicts(self, sentry, server):
         """A processor registered before configuring can change them."""
-        from sentry_sdk.scope import global_event_processors
 
         def scrub_emails(event, hint):
             for crumb in breadcrumbs(event):
                 crumb["data"].pop("email", None)
             return event
 
-        global_event_processors.insert(0, scrub_emails)  # as if registered first
-        try:
-            service = sentry()
-            log = service.get_logger("signup")
-            log.info("user signed up", email="alice@example.org", plan="team")
-            log.error("welcome mail failed")
-            service.flush()
-        finally:
-            global_event_processors.remove(scrub_emails)
+        # As if registered before configuring: first.
+        crumb = signup_crumb(sentry, server, scrub_emails, 0, email="alice@example.org")
 
-        [event] = server.events
-        [crumb] = breadcrumbs(event)
         assert crumb["data"] == {"plan": "team"}
         assert b"alice@example.org" not in server.raw
 
     def test_changed_by_a_processor_redacted_again(self, sentry, server):
         """What a processor puts into a pipeline breadcrumb is redacted too."""
-        from sentry_sdk.scope import global_event_processors
 
         def add_secrets(event, hint):
             for crumb in breadcrumbs(event):
@@ -242,18 +255,8 @@ class TestBreadcrumbs:
                 crumb["message"] = "login token=t0k3n"
             return event
 
-        global_event_processors.append(add_secrets)
-        try:
-            service = sentry()
-            log = service.get_logger("signup")
-            log.info("user signed up", plan="team")
-            log.error("welcome mail failed")
-            service.flush()
-        finally:
-            global_event_processors.remove(add_secrets)
+        crumb = signup_crumb(sentry, server, add_secrets, -1)
 
-        [event] = server.events
-        [crumb] = breadcrumbs(event)
         assert crumb["data"]["plan"] == "team"
         assert crumb["data"]["password"] != "hunter2"
         assert crumb["message"] == "login token=[REDACTED:pair]"
