@@ -23,12 +23,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from _event import FIELDS, MESSAGE
 from _hung import hung_server
+from _threads import thread_cpu_ns
 
 import runtime_logging
 from runtime_logging.redaction import RedactionPolicy
@@ -58,14 +58,6 @@ SECRETS = {
 }
 
 
-def sink_thread_cpu_ns() -> int:
-    """CPU time of the Sentry sink's background thread so far (0 if none)."""
-    for thread in threading.enumerate():
-        if thread.name == "runtime_logging-sentry" and thread.ident is not None:
-            return time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
-    return 0
-
-
 def trial(
     directory: Path, calls: int, settings: dict[str, object]
 ) -> tuple[list[int], int]:
@@ -90,7 +82,7 @@ def trial(
     background = 0
     if not hung:
         service.flush(timeout=15.0)
-        background = sink_thread_cpu_ns()
+        background = thread_cpu_ns("runtime_logging-sentry")
     # Time enough to deliver everything to a healthy server on a busy
     # machine (counted below); a hung one is given up on sooner.
     service.shutdown(timeout=1.0 if hung else 15.0)

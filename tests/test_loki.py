@@ -21,7 +21,12 @@ from pathlib import Path
 import pytest
 from loki_server import HungListener, LokiReceiver, closed_port
 
-from runtime_logging import ConfigurationError, MissingExtraError, configure_logging
+from runtime_logging import (
+    ConfigurationError,
+    LogEvent,
+    MissingExtraError,
+    configure_logging,
+)
 from runtime_logging.sinks.loki import LokiSink, truncate_line
 
 
@@ -719,6 +724,39 @@ class TestEntryEncoding:
         expected = line.decode("utf-8", "replace")
 
         assert json.loads(_json_string(line)) == expected
+
+    @pytest.mark.parametrize(
+        "odd",
+        [
+            None,
+            b'{"event":"raw\ttab"}',
+            b'{"event":"bad \xff byte"}',
+            b'{"event":"nul \x00 byte"}',
+        ],
+    )
+    def test_batch_round_trip(self, odd):
+        """A batch quoted at once or line by line: the same lines, in order."""
+        sink = LokiSink("http://127.0.0.1:9")  # never started: nothing is sent
+        fields = {"service": "s", "level": "info"}
+        lines = [b'{"event":"say \\"hi\\" \\\\ %d"}' % n for n in range(5)]
+        lines.append('{"event":"h\u00e9 \u2603 \U0001f600"}'.encode())
+        if odd is not None:
+            lines.insert(2, odd)
+        batch = []
+        for number, line in enumerate(lines):
+            event = LogEvent(fields, 20, "x", 7 + number, None)
+            event._line = line + b"\n"
+            batch.append(sink.keep(event))
+
+        [stream] = json.loads(sink._encode(batch))["streams"]
+
+        assert stream["stream"] == {"service": "s", "level": "info"}
+        assert [value[1] for value in stream["values"]] == [
+            line.decode("utf-8", "replace") for line in lines
+        ]
+        assert [value[0] for value in stream["values"]] == [
+            str(7 + number) for number in range(len(lines))
+        ]
 
 
 class TestConfiguration:
