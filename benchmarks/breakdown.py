@@ -13,6 +13,7 @@ so they are floors: what a step costs at least.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import logging
 import os
 import shutil
@@ -33,6 +34,7 @@ from _event import FIELDS, MESSAGE
 import runtime_logging
 from runtime_logging._pipeline import LogEvent
 from runtime_logging._stdlib import PipelineHandler, record_fields
+from runtime_logging.redaction import RedactionPolicy
 
 
 def best_ns(call: Callable[[], object], calls: int, rounds: int) -> float:
@@ -93,6 +95,63 @@ def _syscalls_and_encoder(directory: Path, calls: int, rounds: int) -> Rows:
                 "lock acquire + release",
                 best_ns(partial(_lock_and_unlock, lock), calls, rounds),
             ),
+        ]
+    finally:
+        os.close(fd)
+
+
+def _hand_fused(directory: Path, calls: int, rounds: int) -> Rows:
+    """The default pipeline's work in one function: a floor for Python.
+
+    What a call must do at least, written inline with nothing to configure:
+    the context, redaction of the message and fields, the standard fields,
+    one JSON line, a locked size check and write, a locked count by level.
+    No sinks, no event object, no rotation or health checks, no hooks.
+    """
+    policy = RedactionPolicy()
+    context: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar(
+        "context", default=None
+    )
+    standard = {
+        "service": "vscode_runtime",
+        "environment": "production",
+        "release": "vscode-runtime@1.0.0",
+        "host": "vm",
+        "pid": os.getpid(),
+    }
+    fd = os.open(directory / "fused.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    file_lock, count_lock = threading.RLock(), threading.RLock()
+    counts: dict[tuple[str, str], int] = {}
+    second = time.strftime("%Y-%m-%dT%H:%M:%S.%%06dZ", time.gmtime())
+
+    def info(event: str, **kw: object) -> None:
+        bound = context.get()
+        fields = {**bound, **kw} if bound else kw
+        message = policy.redact_message(event)
+        policy.redact_fields(fields)
+        now = time.time_ns()
+        line = {
+            "timestamp": second % (now // 1000 % 1_000_000),
+            "level": "info",
+            "logger": "bench",
+            "event": message,
+            **standard,
+        }
+        line.update(fields)
+        encoded = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        with file_lock:
+            if os.lseek(fd, 0, os.SEEK_END) < 1 << 40:
+                os.write(fd, encoded)
+        with count_lock:
+            key = ("events", "info")
+            counts[key] = counts.get(key, 0) + 1
+
+    try:
+        return [
+            (
+                "the same work hand-fused (a floor for Python)",
+                best_ns(lambda: info(MESSAGE, **FIELDS), calls, rounds),
+            )
         ]
     finally:
         os.close(fd)
@@ -200,6 +259,7 @@ def measure(calls: int, rounds: int) -> Rows:
     """Each step's floor, in the order the report prints them."""
     directory = Path(tempfile.mkdtemp(prefix="breakdown-"))
     rows = _syscalls_and_encoder(directory, calls, rounds)
+    rows += _hand_fused(directory, calls, rounds)
     service = runtime_logging.configure_logging(
         env={}, log_dir=str(directory), **RUNTIME_SETTINGS
     )
