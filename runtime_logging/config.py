@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -280,9 +281,49 @@ def _parse_address(setting: str, value: object) -> str:
 
 def _parse_url(setting: str, value: object) -> str:
     text = _parse_text(setting, value)
-    if text and not re.match(r"https?://[^/\s]+", text):
-        raise _fail(setting, value, "an http:// or https:// URL, or ''")
+    if text:
+        problem = _url_problem(text)
+        if problem:
+            raise ConfigurationError(
+                f"`{setting}` is {mask_url(text)!r}, {problem}; expected an "
+                "http:// or https:// URL with a host and, if any, a port from 1 "
+                "to 65535, or ''. "
+                f"Set `{setting}` (or {ENV_PREFIX}{setting.upper()}) to a valid value."
+            )
     return text
+
+
+def _parse_dsn(setting: str, value: object) -> str:
+    text = _parse_text(setting, value)
+    problem = _url_problem(text) if text else ""
+    if problem:
+        raise ConfigurationError(
+            f"`{setting}` is {mask_url(text)!r}, {problem}; copy the DSN from "
+            "the Sentry project's Client Keys page, such as "
+            "'https://<key>@<host>/<project id>', or set '' for no Sentry."
+        )
+    return text
+
+
+def _url_problem(url: str) -> str:
+    """What keeps *url* from being an HTTP address to connect to; '' if nothing."""
+    if not re.match(r"https?://[^/\s]+", url):
+        return "which is not an http:// or https:// URL"
+    if re.search(r"\s", url):
+        return "which holds a space or a line break"
+    credentials = split_url_credentials(url)  # a password may hold '/' or ':'
+    bare = url if credentials is None else credentials[1]
+    try:
+        parts = urllib.parse.urlsplit(bare)
+        port = parts.port
+    except ValueError:
+        host_port = re.split(r"[/?#]", bare.partition("://")[2], maxsplit=1)[0]
+        return f"whose host and port {host_port!r} can't be read"
+    if not parts.hostname:
+        return "which names no host"
+    if port == 0:
+        return "whose port is 0"
+    return ""
 
 
 def _parse_per_second(setting: str, value: object) -> float:
@@ -345,7 +386,7 @@ class Settings:
     reopen_interval: float = _setting(
         1.0, parse_duration, "how often the file's inode is checked"
     )
-    sentry_dsn: str = _setting("", _parse_text, "Sentry DSN ('' is off)", secret=True)
+    sentry_dsn: str = _setting("", _parse_dsn, "Sentry DSN ('' is off)", secret=True)
     traces_sample_rate: float = _setting(0.1, _parse_rate, "Sentry traces rate")
     profiles_sample_rate: float = _setting(0.1, _parse_rate, "Sentry profiles rate")
     sentry_tags: dict[str, str] = _setting({}, _parse_mapping, "extra Sentry tags")

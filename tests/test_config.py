@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_logging import ConfigurationError, load_settings
+from runtime_logging import ConfigurationError, configure_logging, load_settings
 from runtime_logging.config import parse_duration, parse_size
 
 
@@ -183,3 +183,39 @@ class TestMasking:
         for secret in ("publickey", "hunter2", "hun/ter"):
             assert secret not in shown
         assert settings.masked()["sentry_dsn"] == "https://********@127.0.0.1:9000/1"
+
+
+class TestUrls:
+    @pytest.mark.parametrize(
+        ("name", "value", "shown"),
+        [
+            ("loki_url", "http://127.0.0.1:99999", "'127.0.0.1:99999'"),
+            ("loki_url", "http://127.0.0.1:abc", "'127.0.0.1:abc'"),
+            ("loki_url", "http://[::1", "'[::1'"),
+            ("loki_url", "http://127.0.0.1:0", "port is 0"),
+            ("loki_url", "http://:3100", "names no host"),
+            ("loki_url", "https://u:pw/x@127.0.0.1:99999", "'127.0.0.1:99999'"),
+            ("sentry_dsn", "http://public@127.0.0.1:99999/1", "'127.0.0.1:99999'"),
+            ("sentry_dsn", "http://public@127.0.0.1:abc/1", "'127.0.0.1:abc'"),
+        ],
+    )
+    def test_unreadable_host_or_port_refused(self, name, value, shown):
+        """A URL whose host or port can't be read names the setting, never a secret."""
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(env={}, **{name: value})
+
+        message = str(caught.value)
+        assert f"`{name}` is" in message
+        assert shown in message
+        assert "pw/x" not in message
+        assert "public" not in message
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:99999", "http://127.0.0.1:abc", "http://[::1"]
+    )
+    def test_configure_logging_refuses_before_connecting(self, url):
+        """configure_logging() fails with ConfigurationError, not urllib3's error."""
+        with pytest.raises(ConfigurationError, match="`loki_url`"):
+            configure_logging(
+                env={}, console="off", log_dir="off", handle_signals=False, loki_url=url
+            )

@@ -117,7 +117,7 @@ def check_dsn(dsn: str) -> None:
 
     try:
         Dsn(dsn)
-    except BadDsn as error:
+    except (BadDsn, ValueError) as error:  # ValueError: a port urllib can't read
         shown = mask_url(dsn)
         raise ConfigurationError(
             f"`sentry_dsn` is {shown!r}, which sentry-sdk refuses ({error}); "
