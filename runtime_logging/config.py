@@ -511,11 +511,23 @@ def split_url_credentials(url: str) -> tuple[str, str] | None:
 
 
 def mask_url(url: str) -> str:
-    """*url* with its user-info (``user:password@``) shown as ``********@``."""
+    """*url* with its user-info (``user:password@``) shown as ``********@``.
+
+    The values in its query and fragment are masked too (``?token=********``):
+    a proxy in front of Loki may take its token there.
+    """
     split = split_url_credentials(url)
-    if split is None:
+    if split is not None:
+        url = split[1].replace("://", "://********@", 1)
+    start = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
+    if start < 0:
         return url
-    return split[1].replace("://", "://********@", 1)
+    parts = re.split(r"([?#&;])", url[start:])
+    for i in range(2, len(parts), 2):  # the parameters, between the separators
+        name, equals, value = parts[i].partition("=")
+        if value or (name and not equals):
+            parts[i] = f"{name}{equals}********" if equals else "********"
+    return url[:start] + "".join(parts)
 
 
 SETTING_NAMES = tuple(field.name for field in dataclasses.fields(Settings))

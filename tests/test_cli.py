@@ -247,3 +247,34 @@ class TestPretty:
     def test_since_duration(self):
         """--since 10m means ten minutes before now."""
         assert parse_since("10m", now=600.0) == "1970-01-01T00:00:00.000000Z"
+
+
+class TestCheckSecrets:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:3100/?token=s3cr3t",
+            "http://127.0.0.1:3100/loki?tenant=a&api_key=s3cr3t;x=1",
+            "http://127.0.0.1:3100/?s3cr3t",
+            "http://127.0.0.1:3100/#access_token=s3cr3t",
+            "https://u:pw@127.0.0.1:3100/?sig=s3cr3t",
+        ],
+    )
+    def test_query_secret_in_loki_url_is_masked(self, url, capsys):
+        """check shows which query parameters the URL has, never their values."""
+        status = main(["check", "--loki-url", url])
+
+        out = capsys.readouterr().out
+        assert status == 0
+        assert "s3cr3t" not in out
+        assert "127.0.0.1:3100" in out
+
+    def test_query_secret_in_a_refused_url_is_masked(self, capsys):
+        """The error for a URL with a bad port hides its query's values too."""
+        status = main(["check", "--loki-url", "http://127.0.0.1:99999/?token=s3cr3t"])
+
+        err = capsys.readouterr().err
+        assert status == 2
+        assert "`loki_url`" in err
+        assert "s3cr3t" not in err
+        assert "token=********" in err
