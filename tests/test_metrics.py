@@ -240,6 +240,54 @@ class TestRules:
         with pytest.raises(ConfigurationError, match=message):
             load_rules(table, PREFIX)
 
+    @pytest.mark.parametrize(
+        ("rule", "message"),
+        [
+            ({"amount": -1}, r"rule 1 `amount` is -1; .* never decreases"),
+            ({"amount": -0.5}, r"`amount` is -0\.5; .* use `type = \"gauge\"`"),
+            ({"value": "n", "value_map": {"a": -1}}, r"`value_map` .* never"),
+            ({"action": "dec"}, r"rule 1 `action` is 'dec'; .* never decreases"),
+        ],
+    )
+    def test_a_counter_that_could_go_down_is_refused(self, rule, message):
+        """A negative amount or a dec on a counter fails at configuration time."""
+        table = {"rules": [{"event": "e", "metric": "e_total", "type": "counter"}]}
+        table["rules"][0].update(rule)
+
+        with pytest.raises(ConfigurationError, match=message):
+            load_rules(table, PREFIX)
+
+    @pytest.mark.parametrize("amount", [float("nan"), float("inf"), 10**400])
+    def test_an_amount_that_is_no_finite_number_is_refused(self, amount):
+        """NaN or infinity as `amount` fails at configuration time, any type."""
+        table = {
+            "rules": [{"event": "e", "metric": "e", "type": "gauge", "amount": amount}]
+        }
+
+        with pytest.raises(ConfigurationError, match="a finite number"):
+            load_rules(table, PREFIX)
+
+    def test_a_gauge_may_go_down(self):
+        """A negative amount, a dec and a negative value_map suit a gauge."""
+        table = {
+            "rules": [
+                {"event": "e", "metric": "g", "type": "gauge", "amount": -2},
+                {"event": "f", "metric": "f", "type": "gauge", "action": "dec"},
+                {
+                    "event": "h",
+                    "metric": "h",
+                    "type": "gauge",
+                    "action": "set",
+                    "value": "v",
+                    "value_map": {"low": -1},
+                },
+            ]
+        }
+
+        rules = load_rules(table, PREFIX)
+
+        assert (rules.rules["e"][0].amount, rules.rules["f"][0].action) == (-2, "dec")
+
     def test_two_rules_must_agree_on_a_shared_metric(self):
         """Rules updating one metric with different labels are refused."""
         table = {
@@ -415,6 +463,37 @@ class TestLiveCounters:
         assert value(samples, "downloads_total", status="success") == 1
         assert (PREFIX + "download_size_bytes_count", ()) not in samples
         assert (sink.skipped, sink.dropped) == (2, 0)
+
+    @pytest.mark.parametrize("modules", [-5, -0.5, float("-inf"), float("nan")])
+    def test_a_counter_never_goes_down(self, tmp_path, modules):
+        """A negative or non-finite number for a counter is a skipped update."""
+        service = configure(tmp_path)
+        log = service.get_logger("vscode_runtime.installer")
+        finished = {
+            "installationId": "i",
+            "status": "success",
+            "durationSeconds": 1.0,
+            "moduleCount": 3,
+        }
+        log.info("Installation finished", **finished, modulesInstalled=3)
+        log.info("Installation finished", **finished, modulesInstalled=modules)
+        sink = service.sink("metrics")
+
+        samples = scrape(service)
+
+        assert value(samples, "installation_modules_total") == 3
+        assert value(samples, "installations_total", status="success") == 2
+        assert (sink.skipped, sink.delivered, sink.dropped) == (1, 2, 0)
+
+    def test_a_gauge_still_takes_a_negative_number(self, tmp_path):
+        """Only counters refuse negative numbers: a gauge is set to one."""
+        service = configure(tmp_path)
+        log = service.get_logger("vscode_runtime.cache")
+        log.info("Cache state", validEntries=-3, expiredEntries=0, sizeBytes=0)
+
+        samples = scrape(service)
+
+        assert value(samples, "cache_entries", type="valid") == -3
 
     def test_errors_by_type_once_per_exception(self, tmp_path):
         """Errors count by type; one exception logged twice counts once."""

@@ -42,6 +42,11 @@ AGGREGATES = {
     "latest": "livemostrecent",
 }
 
+#: Why a counter rule takes no negative number.
+_NEVER_DOWN = (
+    "a counter never decreases (Prometheus reads a lower value as a restart); "
+    'for a number that goes down use `type = "gauge"`'
+)
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -94,6 +99,9 @@ class Rule:
     value_map: Mapping[str, float] = dataclasses.field(default_factory=dict)
     amount: float = 1.0
     when: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The smallest number the update takes: 0 for a counter, which never
+    #: decreases (Prometheus reads a lower value as a restart).
+    lowest: float = -math.inf
 
     def matches(self, fields: Mapping[str, Any]) -> bool:
         """Whether the ``when`` conditions hold for *fields*."""
@@ -116,7 +124,7 @@ class Rule:
         ):
             return None
         number = float(raw)
-        return number if math.isfinite(number) else None
+        return number if math.isfinite(number) and number >= self.lowest else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +260,7 @@ def _rule(index: int, raw: object, prefix: str, families: dict[str, Family]) -> 
         {str(k): float(v) for k, v in value_map.items()},
         amount,
         {field_key(str(k)): v for k, v in when.items()},
+        0.0 if kind == "counter" else -math.inf,
     )
 
 
@@ -268,6 +277,8 @@ def _names(
     if kind == "counter" and not metric.endswith("_total"):
         raise _fail(f"{where} `metric`", metric, "a counter name ending in '_total'")
     action = raw.get("action", ACTIONS[kind][0])
+    if kind == "counter" and action == "dec":
+        raise _fail(f"{where} `action`", action, "'inc': " + _NEVER_DOWN)
     if action not in ACTIONS[kind]:
         raise _fail(f"{where} `action`", action, "one of " + ", ".join(ACTIONS[kind]))
     return event, metric, kind, action
@@ -283,17 +294,31 @@ def _numbers(
         raise _fail(f"{where} `value`", value_field, "the field that holds the number")
     value_map = raw.get("value_map", {})
     if not isinstance(value_map, Mapping) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool)
-        for v in value_map.values()
+        _is_number(v) for v in value_map.values()
     ):
         raise _fail(f"{where} `value_map`", value_map, "a table of value = number")
+    if kind == "counter" and any(v < 0 for v in value_map.values()):
+        raise _fail(
+            f"{where} `value_map`", value_map, "numbers of 0 or more: " + _NEVER_DOWN
+        )
     amount = raw.get("amount", 1)
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise _fail(f"{where} `amount`", amount, "a number")
+    if not _is_number(amount):
+        raise _fail(f"{where} `amount`", amount, "a finite number")
+    if kind == "counter" and amount < 0:
+        raise _fail(f"{where} `amount`", amount, "0 or more: " + _NEVER_DOWN)
     when = raw.get("when", {})
     if not isinstance(when, Mapping):
         raise _fail(f"{where} `when`", when, "a table of field = value")
     return value_field, value_map, float(amount), when
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _family(

@@ -171,8 +171,8 @@ class MetricsSink(Sink):
             return
         number = rule.number(fields) if rule.value_field else rule.amount
         if number is None:
-            # The event lacks the rule's number: that update is skipped, the
-            # event itself is delivered everywhere.
+            # The event lacks a number the rule can use (a counter takes none
+            # below 0): that update is skipped, the event is delivered.
             self.skipped += 1
             return
         labels = (
