@@ -571,6 +571,12 @@ def read_toml(setting: str, path: Path, shown: str, remedy: str) -> dict[str, An
             f"`{setting}` is {shown!r}, which can't be read "
             f"({error.strerror}); {remedy}."
         ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(
+            f"`{setting}` {shown!r} is not UTF-8 (byte "
+            f"{error.object[error.start]:#04x} at offset {error.start}), as TOML "
+            "must be; save the file as UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(
             f"`{setting}` {shown!r} is not valid TOML ({error}); fix the file."

@@ -278,3 +278,17 @@ class TestCheckSecrets:
         assert "`loki_url`" in err
         assert "s3cr3t" not in err
         assert "token=********" in err
+
+
+class TestConfigFileEncoding:
+    def test_check_not_utf8_one_line_exit_2(self, tmp_path):
+        """check on a Latin-1 config file exits 2 with one line, no traceback."""
+        config = tmp_path / "c.toml"
+        config.write_bytes('release = "caf\u00e9-1.0"\n'.encode("latin-1"))
+
+        result = _run("check", "--config", str(config))
+
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "`config_file`" in result.stderr
+        assert "UTF-8" in result.stderr

@@ -219,3 +219,26 @@ class TestUrls:
             configure_logging(
                 env={}, console="off", log_dir="off", handle_signals=False, loki_url=url
             )
+
+
+class TestConfigFileEncoding:
+    @pytest.mark.parametrize(
+        ("content", "byte"),
+        [
+            ('release = "caf\u00e9-1.0"\n'.encode("latin-1"), "0xe9"),
+            ('level = "debug"\n'.encode("utf-16"), "0xff"),
+        ],
+        ids=["latin-1", "utf-16"],
+    )
+    def test_not_utf8_names_file_byte_and_fix(self, tmp_path, content, byte):
+        """A file that is not UTF-8 fails naming the file, the byte and the fix."""
+        config = tmp_path / "c.toml"
+        config.write_bytes(content)
+
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(config, env={})
+
+        message = str(caught.value)
+        assert f"`config_file` {str(config)!r}" in message
+        assert byte in message
+        assert "UTF-8" in message
