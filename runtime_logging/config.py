@@ -442,7 +442,11 @@ class Settings:
     metrics_prefix: str = _setting(
         "", _parse_text, "metric name prefix ('' derives it from service)"
     )
-    queue_size: int = _setting(10_000, _parse_int, "events queued per network sink")
+    queue_size: int = _setting(
+        10_000,
+        _at_least(1, _parse_int, " (a queue of 0 drops every event)"),
+        "events queued per network sink",
+    )
     shutdown_timeout: float = _setting(5.0, parse_duration, "longest drain at exit")
     include_locals: bool = _setting(False, _parse_bool, "local variables in frames")
     redact_keys: tuple[str, ...] = _setting(

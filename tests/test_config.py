@@ -242,3 +242,19 @@ class TestConfigFileEncoding:
         assert f"`config_file` {str(config)!r}" in message
         assert byte in message
         assert "UTF-8" in message
+
+
+class TestQueueSize:
+    @pytest.mark.parametrize("value", [0, "0"])
+    def test_zero_refused(self, value):
+        """A queue of 0 events would drop every Sentry event: refused, naming it."""
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(env={}, queue_size=value)
+
+        message = str(caught.value)
+        assert f"`queue_size` is {value!r}" in message
+        assert "1 or more" in message
+
+    def test_one_accepted(self):
+        """A queue of one event works: one is sent while the next waits."""
+        assert load_settings(env={}, queue_size=1).queue_size == 1
