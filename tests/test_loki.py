@@ -467,6 +467,22 @@ class TestRetries:
         first, second = loki.pushes
         assert second.at - first.at >= 1.0
 
+    @pytest.mark.parametrize(
+        "retry_after", ["0", "-5", "Thu, 01 Jan 1970 00:00:00 GMT"]
+    )
+    def test_retry_after_never_shortens_the_backoff(self, loki, retry_after):
+        """A Retry-After of 0, below 0 or in the past still waits the back-off."""
+        loki.answer(503, times=2, retry_after=retry_after)
+        sink = self._sink(loki.url, min_backoff=0.2)
+        service = _configure("", sinks=[sink])
+        service.get_logger().info("x")
+        service.flush()
+
+        first, second, third = (push.at for push in loki.pushes)
+        # The back-off's jitter waits at least half its ceiling: 0.2 s, then 0.4 s.
+        assert (second - first >= 0.1, third - second >= 0.2) == (True, True)
+        assert (sink.delivered, sink.dropped) == (1, 0)
+
     @pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
     def test_other_4xx_dropped_without_retry(self, loki, status):
         """One attempt; the batch is counted as dropped and reported."""

@@ -13,7 +13,7 @@ Delivery contract:
   within each stream, the record time in nanoseconds as the timestamp.
 - 429 and 5xx answers, refused connections and timeouts are retried with
   exponential back-off and jitter (or after ``Retry-After`` when Loki sends
-  it); the buffer keeps filling, bounded, meanwhile. Any other 4xx drops
+  a longer wait); the buffer keeps filling, bounded, meanwhile. Any other 4xx drops
   the batch, counted and reported. Every request has the connect and read
   timeouts of the settings.
 - A line longer than ``max_line_bytes`` is replaced by a shorter valid JSON
@@ -306,9 +306,11 @@ class LokiSink(QueuedSink):
                 self._failed("push", f"{detail}; not retried", report=False)
                 return False
             self._failed("push", f"{detail}; will retry")
-            if wait is None:
-                ceiling = min(self.max_backoff, self.min_backoff * 2**attempt)
-                wait = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter
+            ceiling = min(self.max_backoff, self.min_backoff * 2**attempt)
+            backoff = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter
+            # Retry-After may ask for longer, never for less: "0" or a past
+            # date would otherwise retry without pause.
+            wait = backoff if wait is None else max(wait, backoff)
             attempt += 1
             if not self.pause(wait):
                 return False  # close() counts and tells the batch as dropped
