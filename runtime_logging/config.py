@@ -591,11 +591,38 @@ def _from_file(path: Path) -> dict[str, object]:
     table = read_toml(
         "config_file", path, str(path), "point it at a readable TOML file"
     )
-    table = table.get("runtime_logging", table)
+    if "runtime_logging" in table:
+        table = _settings_table(path, table)
     for name in table:
         if name not in _FIELDS:
             raise _unknown(name, f"The config file {str(path)!r}")
     return dict(table)
+
+
+def _settings_table(path: Path, document: dict[str, Any]) -> dict[str, Any]:
+    """The ``[runtime_logging]`` table; settings beside it would be ignored."""
+    table = document["runtime_logging"]
+    if not isinstance(table, dict):
+        raise ConfigurationError(
+            f"The config file {str(path)!r} sets `runtime_logging` to "
+            f"{table!r}; it is a table: write the settings under [runtime_logging]."
+        )
+    # Other tables are other programs' sections of a shared file.
+    beside = [
+        name
+        for name, value in document.items()
+        if name != "runtime_logging"
+        and (name in _FIELDS or not isinstance(value, dict))
+    ]
+    if beside:
+        raise ConfigurationError(
+            f"The config file {str(path)!r} has "
+            + ", ".join(f"`{name}`" for name in beside)
+            + " at the top level beside [runtime_logging], where settings "
+            "would be ignored: move each under [runtime_logging] (or drop the "
+            "table and keep every setting at the top level)."
+        )
+    return table
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, object]:

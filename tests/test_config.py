@@ -258,3 +258,50 @@ class TestQueueSize:
     def test_one_accepted(self):
         """A queue of one event works: one is sent while the next waits."""
         assert load_settings(env={}, queue_size=1).queue_size == 1
+
+
+_TABLE = '[runtime_logging]\nlevel = "debug"\n'
+
+
+class TestConfigFileTable:
+    @pytest.mark.parametrize(
+        ("text", "named"),
+        [
+            (
+                'rotation = "builtin"\n\n' + _TABLE,
+                "rotation",
+            ),
+            ('colour = "x"\n' + _TABLE, "colour"),
+            (
+                '[sentry_tags]\nteam = "a"\n' + _TABLE,
+                "sentry_tags",
+            ),
+        ],
+    )
+    def test_keys_beside_the_table_refused(self, tmp_path, text, named):
+        """A setting at the top level beside [runtime_logging] is refused."""
+        config = tmp_path / "c.toml"
+        config.write_text(text)
+
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(config, env={})
+
+        message = str(caught.value)
+        assert str(config) in message
+        assert f"`{named}`" in message
+        assert "[runtime_logging]" in message
+
+    def test_other_programs_tables_beside_it_are_left_alone(self, tmp_path):
+        """A shared file's other sections ([database]) are not settings of ours."""
+        config = tmp_path / "c.toml"
+        config.write_text('[database]\nhost = "x"\n' + _TABLE)
+
+        assert load_settings(config, env={}).level == "debug"
+
+    def test_runtime_logging_not_a_table_refused(self, tmp_path):
+        """`runtime_logging = "..."` is no table of settings."""
+        config = tmp_path / "c.toml"
+        config.write_text('runtime_logging = "debug"\n')
+
+        with pytest.raises(ConfigurationError, match=r"\[runtime_logging\]"):
+            load_settings(config, env={})
