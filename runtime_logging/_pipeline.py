@@ -491,7 +491,23 @@ class Pipeline:
             try:
                 sink.emit(event)
             except Exception as error:
-                self._diag.failure(f"sink {sink.name}", f"emit raised {error!r}")
+                self._sink_raised(sink, error)
+
+    def _sink_raised(self, sink: Sink, error: Exception) -> None:
+        """Count the event *sink* raised on as its drop; the sink turns degraded.
+
+        An object given in ``sinks=`` without the `Sink` base is only told.
+        """
+        # Imported here, on a failure only: the sinks import this module.
+        from runtime_logging.sinks import Sink as SinkBase  # noqa: PLC0415
+
+        if isinstance(sink, SinkBase):
+            # A subclass that skipped the base __init__ lacks the counters.
+            with contextlib.suppress(Exception):
+                sink.dropped += 1
+                sink._failed("emit", safe_repr(error))  # noqa: SLF001 - as the sink
+                return
+        self._diag.failure(f"sink {sink.name}", f"emit raised {safe_repr(error)}")
 
     def emit_event(self, event: LogEvent) -> None:
         """Deliver an already processed *event* to every sink (summaries)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 
-from runtime_logging import configure_logging
+from runtime_logging import configure_logging, sinks
+from runtime_logging._diagnostics import Diagnostics
 from runtime_logging.sinks.console import ConsoleSink, render_pretty, use_colors
 
 
@@ -95,6 +97,22 @@ class TestPretty:
         service.get_logger("x").info("lost")
 
         assert (sink.dropped, sink.health().state) == (1, "degraded")
+
+    @pytest.mark.parametrize("style", ["json", "pretty"])
+    def test_no_stderr_drops_and_says_so_once(self, style, monkeypatch, capfd):
+        """With sys.stderr None (pythonw, a daemon), lines are dropped, told once."""
+        monkeypatch.setattr(sinks, "diagnostics", Diagnostics())
+        service = configure_logging(
+            env={}, console=style, log_dir="off", handle_signals=False
+        )
+        monkeypatch.setattr(sys, "stderr", None)
+
+        service.get_logger("x").warning("one")
+        service.get_logger("x").warning("two")
+
+        health = service.health()["console"]
+        assert (health.delivered, health.dropped, health.state) == (0, 2, "degraded")
+        assert capfd.readouterr().err.count("sys.stderr is None") == 1
 
 
 BIDI_AND_SEPARATORS = [

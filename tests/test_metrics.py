@@ -485,6 +485,38 @@ class TestLiveCounters:
         assert value(samples, "installations_total", status="success") == 2
         assert (sink.skipped, sink.delivered, sink.dropped) == (1, 2, 0)
 
+    def test_a_number_too_large_for_a_float_skips_only_that_update(self, tmp_path):
+        """An int beyond a float (or decimal text) skips an update or is `other`."""
+        service = configure(tmp_path)
+        log = service.get_logger("vscode_runtime.installer")
+        log.info(
+            "Installation finished",
+            installationId="i",
+            status="success",
+            durationSeconds=1.0,
+            moduleCount=1,
+            modulesInstalled=10**400,
+        )
+        log.info("Network error", errorKind=10**5000)
+        log.info(
+            "Circuit breaker state changed",
+            circuit="download",
+            to=10**5000,
+            **{"from": "closed"},
+        )
+        sink = service.sink("metrics")
+
+        samples = scrape(service)
+
+        assert value(samples, "installations_total", status="success") == 1
+        assert value(samples, "installation_modules_total") == 0
+        assert value(samples, "network_errors_total", error_type="other") == 1
+        assert (PREFIX + "circuit_breaker_state", (("circuit", "download"),)) not in (
+            samples
+        )
+        assert (sink.skipped, sink.delivered, sink.dropped) == (2, 3, 0)
+        assert sink.health().state == "healthy"
+
     def test_a_gauge_still_takes_a_negative_number(self, tmp_path):
         """Only counters refuse negative numbers: a gauge is set to one."""
         service = configure(tmp_path)

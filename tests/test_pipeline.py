@@ -17,10 +17,13 @@ from runtime_logging import (
     configure_logging,
     get_context,
     get_logger,
+    sinks,
     unbind_context,
     with_context,
 )
+from runtime_logging._diagnostics import Diagnostics
 from runtime_logging.schema import STANDARD_KEYS
+from runtime_logging.sinks import Sink
 
 
 class TestBothApis:
@@ -302,6 +305,52 @@ class TestNeverRaises:
 
         assert (tmp_path / "app.log").read_text().count("line") == 1
         assert "disk on fire" in capfd.readouterr().err
+
+    def test_an_event_a_sink_raised_on_is_its_drop(self, make_log_file, monkeypatch):
+        """The sink counts the event dropped and turns degraded with the reason."""
+
+        class Picky(Sink):
+            name = "picky"
+
+            def emit(self, event):
+                if event.fields["event"] == "bad":
+                    raise OverflowError("too big")
+                self.delivered += 1
+
+        monkeypatch.setattr(sinks, "diagnostics", Diagnostics())
+        log_file = make_log_file(sinks=[Picky()])
+        log = log_file.service.get_logger("x")
+
+        log.info("bad")
+        log.info("good")
+
+        health = log_file.service.health()["picky"]
+        counts = (health.delivered, health.dropped, health.failures)
+        assert (*counts, health.state) == (1, 1, 1, "degraded")
+        assert "OverflowError('too big')" in health.detail
+        assert [line["event"] for line in log_file.lines()] == ["bad", "good"]
+        assert sinks.diagnostics.counts["sink picky"] == 1
+
+    def test_a_sink_without_the_base_class_state_still_never_raises(
+        self, make_log_file, capfd
+    ):
+        """A Sink subclass that skipped the base __init__ raising is only told."""
+
+        class Bare(Sink):
+            name = "bare"
+
+            def __init__(self):
+                self.min_level = 0
+
+            def emit(self, event):
+                raise RuntimeError("bare sink")
+
+        log_file = make_log_file(sinks=[Bare()])
+
+        log_file.service.get_logger("x").info("kept")
+
+        assert [line["event"] for line in log_file.lines()] == ["kept"]
+        assert "RuntimeError('bare sink')" in capfd.readouterr().err
 
     @pytest.mark.parametrize("message", [None, 42, object()])
     def test_odd_messages(self, log_file, message):

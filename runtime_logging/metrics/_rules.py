@@ -123,7 +123,10 @@ class Rule:
             isinstance(raw, bool) or not isinstance(raw, (int, float))
         ):
             return None
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an int beyond any float
+            return None
         return number if math.isfinite(number) and number >= self.lowest else None
 
 
@@ -139,7 +142,12 @@ class RuleSet:
 def _label_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:  # an int too long for decimal text is in no allowlist
+        return OTHER
 
 
 def _fail(where: str, value: object, expected: str) -> ConfigurationError:

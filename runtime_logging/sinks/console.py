@@ -140,15 +140,22 @@ class ConsoleSink(Sink):
         self._stream = stream
         self._json = style == "json"
         self._color_setting = color
+        self._told_no_stderr = False
 
     @property
-    def stream(self) -> TextIO:
-        """The stream written to: stderr as it is now, unless one was given."""
+    def stream(self) -> TextIO | None:
+        """The stream written to: stderr as it is now, unless one was given.
+
+        None where the process has no stderr (``pythonw``, some daemons).
+        """
         return self._stream or sys.stderr
 
     def emit(self, event: LogEvent) -> None:
         """Write *event* as one record."""
         stream = self.stream
+        if stream is None:
+            self._lost_without_stderr()
+            return
         try:
             if self._json:
                 text = event.json_line.decode("utf-8")
@@ -162,3 +169,14 @@ class ConsoleSink(Sink):
             self._failed("write", error)
         else:
             self.delivered += 1
+
+    def _lost_without_stderr(self) -> None:
+        """Count a record dropped for want of stderr; tell it the first time."""
+        self.dropped += 1
+        self._failed(
+            "write",
+            "sys.stderr is None (the process has no console); its lines are "
+            "dropped: set console = 'off' and keep a log_dir",
+            report=not self._told_no_stderr,
+        )
+        self._told_no_stderr = True
