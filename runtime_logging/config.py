@@ -269,6 +269,18 @@ def _parse_label_names(setting: str, value: object) -> tuple[str, ...]:
     return names
 
 
+def _parse_prefix(setting: str, value: object) -> str:
+    text = _parse_text(setting, value)
+    if text and not _LABEL_NAME.fullmatch(text):
+        raise _fail(
+            setting,
+            value,
+            "the start of a Prometheus metric name: letters, digits and '_', "
+            "not first a digit, such as 'my_app_' (or '' for the service name)",
+        )
+    return text
+
+
 def _parse_address(setting: str, value: object) -> str:
     text = _parse_text(setting, value)
     if text in {"", "off"}:
@@ -440,7 +452,7 @@ class Settings:
         "127.0.0.1:8080", _parse_address, "/metrics and /health address ('off': none)"
     )
     metrics_prefix: str = _setting(
-        "", _parse_text, "metric name prefix ('' derives it from service)"
+        "", _parse_prefix, "metric name prefix ('' derives it from service)"
     )
     queue_size: int = _setting(
         10_000,

@@ -305,3 +305,33 @@ class TestConfigFileTable:
 
         with pytest.raises(ConfigurationError, match=r"\[runtime_logging\]"):
             load_settings(config, env={})
+
+
+class TestMetricsPrefix:
+    @pytest.mark.parametrize("value", ["my-app", "1app", "my app", "app.x"])
+    def test_bad_prefix_named_itself(self, value):
+        """A prefix no metric name can start with is refused as `metrics_prefix`."""
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(env={}, metrics_prefix=value)
+
+        message = str(caught.value)
+        assert f"`metrics_prefix` is {value!r}" in message
+        assert "metrics_rules" not in message
+
+    def test_configure_logging_blames_the_prefix_not_the_rules(self):
+        """With metrics on, the error is the prefix's, not rule 1's."""
+        with pytest.raises(ConfigurationError, match="`metrics_prefix`"):
+            configure_logging(
+                env={},
+                console="off",
+                log_dir="off",
+                handle_signals=False,
+                metrics=True,
+                metrics_address="off",
+                metrics_prefix="my-app",
+            )
+
+    @pytest.mark.parametrize("value", ["", "my_app", "my_app_", "_x"])
+    def test_good_prefix_accepted(self, value):
+        """Letters, digits and '_' (not first a digit), or '' for the default."""
+        assert load_settings(env={}, metrics_prefix=value).metrics_prefix == value
