@@ -513,3 +513,59 @@ def test_a_line_cut_by_a_full_disk_is_ended(tmp_path):
     assert parsed[-3:] == [10, 11, 12]
     assert delivered == len(parsed)
     assert delivered + dropped == 13
+
+
+class TestFragmentLeftByAnotherWriter:
+    """A file ending mid-line (a line cut by a full disk) gets no line glued on."""
+
+    def test_a_new_sink_starts_on_a_line_of_its_own(self, tmp_path):
+        path = tmp_path / "app.log"
+        path.write_bytes(b'{"seq": 0}\n{"seq": 1, "pad": "xx')
+
+        sink = FileSink(path)
+        sink.emit(event(2))
+        sink.emit(event(3))
+        sink.close()
+
+        lines = path.read_bytes().split(b"\n")
+        assert lines[:2] == [b'{"seq": 0}', b'{"seq": 1, "pad": "xx']
+        assert [json.loads(line)["seq"] for line in lines[2:-1]] == [2, 3]
+        assert lines[-1] == b""
+
+    def test_a_reopened_file_is_checked_too(self, tmp_path):
+        """After an external rotation the new file may hold a fragment too."""
+        path = tmp_path / "app.log"
+        sink = FileSink(path, reopen_interval=3600)
+        sink.emit(event(0))
+        path.rename(tmp_path / "app.log.1")
+        path.write_bytes(b'{"seq": 1, "pad": "xx')
+
+        sink.reopen()
+        sink.emit(event(2))
+        sink.close()
+
+        assert path.read_bytes().split(b"\n")[0] == b'{"seq": 1, "pad": "xx'
+        assert json.loads(path.read_bytes().split(b"\n")[1])["seq"] == 2
+
+    def test_a_line_after_close_is_not_glued_either(self, tmp_path):
+        path = tmp_path / "app.log"
+        sink = FileSink(path)
+        sink.close()
+        path.write_bytes(b'{"seq": 0, "pad": "xx')
+        line = event(1)
+
+        sink.emit(line)
+
+        assert path.read_bytes() == b'{"seq": 0, "pad": "xx\n' + line.json_line
+
+    @pytest.mark.parametrize("content", [b"", b'{"seq": 0}\n'])
+    def test_a_file_ending_a_line_gets_no_empty_line(self, tmp_path, content):
+        path = tmp_path / "app.log"
+        path.write_bytes(content)
+        line = event(1)
+
+        sink = FileSink(path)
+        sink.emit(line)
+        sink.close()
+
+        assert path.read_bytes() == content + line.json_line

@@ -23,6 +23,8 @@ Delivery contract:
   file should be) is counted as dropped, reported at a bounded rate and
   turns the sink degraded; the sink reopens (recreating directory and file)
   at the next line and turns healthy when a write succeeds again. A file
+  opened ending mid-line (a line cut by a full disk, maybe by another
+  process) gets a newline before the sink's first line. A file
   deleted or replaced under the writer is found at the next check and
   reported with the number of lines written to it since the previous one.
 - Each line is written under the sink's lock, so no descriptor is closed (and
@@ -58,6 +60,8 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 #: is idle, not mid-line, and will move before it writes again.
 LEAVE_TIMEOUT = 2.0
 _OPEN_ATTEMPTS = 10
+#: How long a file's end must stay mid-line to be taken for a line cut short.
+FRAGMENT_WAIT = 0.01
 
 
 def backup_name(path: Path, when: float) -> Path:
@@ -243,6 +247,8 @@ class FileSink(Sink):
         try:
             fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
             try:
+                if _ends_mid_line(self.path, os.fstat(fd)):
+                    line = b"\n" + line
                 self._write_all(fd, line)
             finally:
                 os.close(fd)
@@ -298,6 +304,8 @@ class FileSink(Sink):
         info = os.fstat(fd)
         old, self._fd = self._fd, fd
         self._identity = _identity(info)
+        # A line another writer left cut (a full disk) is ended before ours.
+        self._partial = _ends_mid_line(self.path, info)
         if old >= 0:
             with contextlib.suppress(OSError):
                 os.close(old)
@@ -486,6 +494,48 @@ class FileSink(Sink):
         self._lock = threading.RLock()
         self._inside = False
         self._maintenance = []
+
+
+def _ends_mid_line(path: Path, info: os.stat_result) -> bool:
+    """Whether the file opened as *info* ends with a line cut short.
+
+    Read through the path (the sink's descriptor is write-only), and only
+    when the path still names that file; an unreadable file counts as whole.
+    """
+    if info.st_size == 0:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if _identity(os.fstat(fd)) != _identity(info):
+            return False
+        return _cut_short(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _cut_short(fd: int) -> bool:
+    # Another process's line grows the file a page at a time: its end may be
+    # seen mid-line for a moment. A line cut short stays so; one being written
+    # is ended at once, and a file written all the time has no cut line left
+    # to end (the next writer's line went onto it).
+    size = os.fstat(fd).st_size
+    changed = time.monotonic()
+    give_up = changed + FRAGMENT_WAIT * 10
+    while size and os.pread(fd, 1, size - 1) != b"\n":
+        now = time.monotonic()
+        if now - changed >= FRAGMENT_WAIT:
+            return True
+        if now >= give_up:
+            return False
+        time.sleep(FRAGMENT_WAIT / 10)
+        if (grown := os.fstat(fd).st_size) != size:
+            size, changed = grown, time.monotonic()
+    return False
 
 
 def _share(fd: int, path: Path) -> bool:
