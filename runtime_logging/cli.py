@@ -179,13 +179,35 @@ def _emit(args: argparse.Namespace) -> int:
         if pid == 0:
             _emit_loop(log, level, count, args.rate, size)
             service.shutdown()
-            os._exit(0)
+            lost = _report_sinks(service, f"process {os.getpid()}: ", quiet=True)
+            sys.stdout.flush()
+            os._exit(1 if lost else 0)
         children.append(pid)
     _emit_loop(log, level, count, args.rate, size)
     failed = sum(os.waitpid(pid, 0)[1] != 0 for pid in children)
     service.shutdown()
     print(f"emitted {count * processes} events from {processes} process(es)")
-    return 1 if failed else 0
+    lost = _report_sinks(service, f"process {os.getpid()}: " if children else "")
+    if failed:
+        print(f"{failed} forked writer(s) lost events or failed")
+    return 1 if failed or lost else 0
+
+
+def _report_sinks(
+    service: _service.LoggingService, who: str, *, quiet: bool = False
+) -> bool:
+    """Print each sink's counts (*quiet*: its problems only); whether any lost."""
+    lost = False
+    for name, health in service.health().items():
+        bad = bool(health.dropped or health.failures)
+        lost = lost or bad
+        if bad or not quiet:
+            detail = f" ({health.detail})" if health.detail else ""
+            print(
+                f"{who}sink {name}: {health.delivered} delivered, "
+                f"{health.dropped} dropped, {health.failures} failures{detail}"
+            )
+    return lost
 
 
 def _emit_loop(log: Any, level: int, count: int, rate: float, size: int) -> None:

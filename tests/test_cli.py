@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from loki_server import closed_port
 
 from runtime_logging.cli import main, parse_since
 
@@ -292,3 +293,50 @@ class TestConfigFileEncoding:
         assert result.stderr.count("\n") == 1, result.stderr
         assert "`config_file`" in result.stderr
         assert "UTF-8" in result.stderr
+
+
+class TestEmitReport:
+    def test_drops_reported_per_sink_nonzero(self, capsys):
+        """emit to a Loki that refuses connections says what was dropped, exits 1."""
+        with closed_port() as port:
+            status = main(
+                [
+                    "emit",
+                    "--count",
+                    "100",
+                    "--log-dir",
+                    "off",
+                    "--console",
+                    "off",
+                    "--handle-signals",
+                    "off",
+                    "--loki-url",
+                    f"http://127.0.0.1:{port}",
+                    "--shutdown-timeout",
+                    "1",
+                ]
+            )
+
+        out = capsys.readouterr().out
+        assert status == 1
+        assert "sink loki: 0 delivered, 100 dropped" in out
+
+    def test_all_delivered_exit_0(self, tmp_path, capsys):
+        """Every event written: each sink's count is shown and the status is 0."""
+        status = main(
+            [
+                "emit",
+                "--count",
+                "10",
+                "--log-dir",
+                str(tmp_path),
+                "--console",
+                "off",
+                "--handle-signals",
+                "off",
+            ]
+        )
+
+        out = capsys.readouterr().out
+        assert status == 0
+        assert "sink file: 10 delivered, 0 dropped" in out
