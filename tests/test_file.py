@@ -455,6 +455,33 @@ class TestBuiltinRotation:
         assert seqs(path) == [0, 1, 2, 3]
         assert sink.rotations == 1
 
+    def test_only_its_own_backups_are_touched(self, tmp_path):
+        """Another service's app.log.audit, or logrotate's app.log.1, stay."""
+        path = tmp_path / "app.log"
+        audit = FileSink(tmp_path / "app.log.audit")
+        others = {
+            name: (tmp_path / name).write_bytes(b'{"seq": -1}\n')
+            for name in ["app.log.1", "app.log.2.gz", "app.log.old"]
+        }
+        sink = FileSink(path, rotation="builtin", max_bytes=100, backup_count=1)
+
+        for seq in range(10):
+            sink.emit(event(seq, pad="x" * 100))
+            audit.emit(event(seq))
+        sink.close()
+        audit.close()
+
+        assert seqs(tmp_path / "app.log.audit") == list(range(10))
+        assert all(
+            (tmp_path / name).read_bytes() == b'{"seq": -1}\n' for name in others
+        )
+        backup, _ = log_files(path)
+        assert backup.suffix == ".gz"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [*others, "app.log", "app.log.audit", "app.log.lock", backup.name]
+        )
+        assert seqs(path) == [8, 9]
+
 
 class TestExternalRotation:
     def test_reopen_after_rename(self, tmp_path):

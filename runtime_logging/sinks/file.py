@@ -42,6 +42,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import re
 import shutil
 import threading
 import time
@@ -70,16 +71,23 @@ def backup_name(path: Path, when: float) -> Path:
     return path.with_name(f"{path.name}.{stamp:%Y%m%dT%H%M%S.%fZ}")
 
 
+#: What `backup_name` appends; nothing else beside the file is a backup.
+_STAMP = r"\.\d{8}T\d{6}\.\d{6}Z"
+
+
 def log_files(path: Path) -> list[Path]:
-    """The file at *path* and its backups, oldest first (what a reader wants)."""
-    backups = sorted(
-        p for p in path.parent.glob(path.name + ".*") if not _is_auxiliary(p)
-    )
+    """The file at *path* and its backups, oldest first (what a reader wants).
+
+    Backups are the names built-in rotation gives, plain or gzipped; another
+    file whose name starts alike (``app.log.audit``, ``app.log.1``) is not one.
+    """
+    backup = re.compile(re.escape(path.name) + _STAMP + r"(?:\.gz)?")
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        names = []
+    backups = sorted(path.with_name(n) for n in names if backup.fullmatch(n))
     return [*backups, path] if path.exists() else backups
-
-
-def _is_auxiliary(path: Path) -> bool:
-    return path.suffix in {".lock", ".tmp"}
 
 
 def _identity(info: os.stat_result) -> tuple[int, int]:
