@@ -17,8 +17,8 @@ Delivery contract:
   writes for as long as it writes it; the rotating process gzips a backup
   once it can lock it exclusively, that is once every writer has moved on
   (a writer checks before every line, so at most the line it had under way
-  lands in the backup). Backups are gzipped and pruned to ``backup_count``
-  off the caller's thread.
+  lands in the backup), or after ``LEAVE_TIMEOUT``. Backups are gzipped and
+  pruned to ``backup_count`` off the caller's thread.
 - A write that fails (full disk, deleted directory, a directory where the
   file should be) is counted as dropped, reported at a bounded rate and
   turns the sink degraded; the sink reopens (recreating directory and file)
@@ -58,7 +58,9 @@ _INTERVALS = {"none": 0, "hourly": 3600, "daily": 86400}
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 #: How long compression waits for the last writer to leave a backup. A writer
 #: checks the file before each line, so one still holding it after this long
-#: is idle, not mid-line, and will move before it writes again.
+#: is taken for idle: it will move before it writes again. One held up this
+#: long between its check and its write loses that line (the README says so);
+#: waiting without a limit would keep a backup an idle process holds for ever.
 LEAVE_TIMEOUT = 2.0
 _OPEN_ATTEMPTS = 10
 #: How long a file's end must stay mid-line to be taken for a line cut short.
