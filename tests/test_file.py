@@ -483,6 +483,62 @@ class TestBuiltinRotation:
         assert seqs(path) == [8, 9]
 
 
+FAILED_GZIP = """
+    import base64, os, resource, signal, sys
+    from runtime_logging._pipeline import LogEvent
+    from runtime_logging.sinks.file import FileSink, backup_name
+
+    path = sys.argv[1]
+    # A backup left plain by a process that ended; it does not compress well.
+    left = backup_name(FileSink(path).path, 1_700_000_000)
+    left.write_bytes(base64.b64encode(os.urandom(150_000)) + b"\\n")
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # No file may grow past 64 KB: gzipping the old backup fails half done.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, hard))
+    sink = FileSink(path, rotation="builtin", max_bytes=10)
+    for seq in range(2):
+        sink.emit(LogEvent({"event": "line", "seq": seq}, 20, "t", 0, None))
+    sink.close()
+    print(sink.health().detail)
+"""
+
+
+class TestCompressionLeftovers:
+    def test_a_failed_gzip_leaves_no_temporary_file(self, tmp_path):
+        path = tmp_path / "app.log"
+
+        detail = run_script(FAILED_GZIP, path)
+
+        assert "File too large" in detail
+        assert not [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+        assert len(log_files(path)) == 3
+
+    def test_stale_temporary_files_are_removed(self, tmp_path):
+        """One a process left when it ended goes; one being written stays."""
+        path = tmp_path / "app.log"
+        backup = backup_name(path, 1_700_000_000)
+        stale, live, other = (
+            tmp_path / f"{backup.name}.4242-1.gz.tmp",
+            tmp_path / f"{backup.name}.4343-1.gz.tmp",
+            tmp_path / "app.log.audit.4242-1.gz.tmp",
+        )
+        for temporary in (stale, live, other):
+            temporary.write_bytes(b"half a gzip")
+            os.utime(temporary, (1_700_000_000, 1_700_000_000))
+        writing = os.open(live, os.O_WRONLY)
+        fcntl.flock(writing, fcntl.LOCK_EX)
+        sink = FileSink(path, rotation="builtin", max_bytes=10)
+
+        sink.emit(event(0))
+        sink.emit(event(1))
+        sink.close()
+        os.close(writing)
+
+        assert not stale.exists()
+        assert live.read_bytes() == other.read_bytes() == b"half a gzip"
+
+
 class TestExternalRotation:
     def test_reopen_after_rename(self, tmp_path):
         """reopen() moves to a new file at once; without it, at the next check."""

@@ -48,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from runtime_logging._pipeline import LogEvent, background_thread
 from runtime_logging.sinks import HEALTHY, Sink
@@ -56,6 +57,7 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 _INTERVALS = {"none": 0, "hourly": 3600, "daily": 86400}
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 #: How long compression waits for the last writer to leave a backup. A writer
 #: checks the file before each line, so one still holding it after this long
 #: is taken for idle: it will move before it writes again. One held up this
@@ -443,6 +445,8 @@ class FileSink(Sink):
     def _maintain(self, backup: Path) -> None:
         background_thread()
         try:
+            # A process that ended mid-compression left its temporary file.
+            _remove_abandoned(self.path)
             if self.compress:
                 _compress(backup, LEAVE_TIMEOUT)
                 # A process that ended before it compressed its backup leaves
@@ -450,9 +454,13 @@ class FileSink(Sink):
                 for older in self._backups():
                     if older.suffix != ".gz" and older != backup:
                         _compress(older, None)
+        except OSError as error:
+            self._failed(f"compress backups of {self.path}", error)
+        # Pruning frees space even when compression failed for the lack of it.
+        try:
             self._prune()
         except OSError as error:
-            self._failed(f"compress or prune backups of {self.path}", error)
+            self._failed(f"prune backups of {self.path}", error)
 
     def _backups(self) -> list[Path]:
         return [p for p in log_files(self.path) if p != self.path]
@@ -585,14 +593,62 @@ def _compress(path: Path, leave_timeout: float | None) -> None:
         temporary = path.with_name(
             f"{path.name}.{os.getpid()}-{threading.get_ident()}.gz.tmp"
         )
-        import gzip  # noqa: PLC0415 - only compressed backups need it
-
-        with gzip.open(temporary, "wb") as sink:
-            shutil.copyfileobj(source, sink, 1024 * 1024)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, target)
+        out = os.open(temporary, _TEMPORARY_FLAGS, FILE_MODE)
+        try:
+            # Locked while written: only one nobody writes is abandoned.
+            fcntl.flock(out, fcntl.LOCK_EX)
+            _gzip(source, out)
+            os.fchmod(out, FILE_MODE)
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            raise
+        finally:
+            os.close(out)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def _gzip(source: BinaryIO, out: int) -> None:
+    import gzip  # noqa: PLC0415 - only compressed backups need it
+
+    with (
+        open(out, "wb", closefd=False) as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb") as sink,
+    ):
+        shutil.copyfileobj(source, sink, 1024 * 1024)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete the temporary files of compressions whose process ended.
+
+    A compression locks its temporary file while it writes it; one that can
+    be locked is abandoned (the grace period covers the moment between its
+    creation and its lock).
+    """
+    abandoned = re.compile(re.escape(path.name) + _STAMP + r"\.\d+-\d+\.gz\.tmp")
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return
+    for name in filter(abandoned.fullmatch, names):
+        temporary = path.with_name(name)
+        try:
+            fd = os.open(temporary, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if time.time() - info.st_mtime < LEAVE_TIMEOUT:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _identity(info) == _identity(os.stat(temporary)):
+                temporary.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            continue
+        finally:
+            os.close(fd)
 
 
 def _writers_left(fd: int, timeout: float | None) -> bool:
