@@ -189,6 +189,24 @@ def fresh_diagnostics(monkeypatch):
     return diagnostics
 
 
+@contextlib.contextmanager
+def read_only(directory: Path):
+    """No file can be made, renamed or deleted in *directory* for a while."""
+    if os.geteuid() == 0:
+        # Permissions don't bind root; an immutable directory does.
+        subprocess.run(["chattr", "+i", directory], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", directory], check=True)
+    else:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o750)
+
+
 def reports(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "sink file:" in line]
 
@@ -440,7 +458,7 @@ class TestBuiltinRotation:
     def test_failed_rotation_keeps_writing(self, tmp_path, capfd, fresh_diagnostics):
         """When the lock file can't be opened, lines stay in the current file."""
         path = tmp_path / "app.log"
-        sink = FileSink(path, rotation="builtin", max_bytes=10)
+        sink = FileSink(path, rotation="builtin", max_bytes=10, reopen_interval=0)
         (tmp_path / "app.log.lock").mkdir()
 
         for seq in range(3):
@@ -451,9 +469,32 @@ class TestBuiltinRotation:
         sink.close()
 
         assert (during.failures, during.delivered, during.dropped) == (2, 3, 0)
+        assert during.state == "degraded"
         assert "rotate" in capfd.readouterr().err
+        assert sink.health().state == "healthy"
         assert seqs(path) == [0, 1, 2, 3]
         assert sink.rotations == 1
+
+    def test_read_only_directory(self, tmp_path, capfd, fresh_diagnostics):
+        """Rotation impossible: lines go on into the file; degraded, and told."""
+        from runtime_logging._diagnostics import REPORTS_PER_WINDOW
+
+        path = tmp_path / "logs" / "app.log"
+        sink = FileSink(path, rotation="builtin", max_bytes=100, reopen_interval=0)
+
+        with read_only(path.parent):
+            for seq in range(20):
+                sink.emit(event(seq, pad="x" * 50))
+            during = sink.health()
+        sink.emit(event(20))
+        sink.close()
+
+        assert (during.state, during.delivered, during.dropped) == ("degraded", 20, 0)
+        assert during.detail.startswith(f"rotate {path}: ")
+        assert len(reports(capfd.readouterr().err)) == REPORTS_PER_WINDOW
+        assert sink.health().state == "healthy"
+        assert sink.rotations == 1
+        assert seqs(path) == list(range(21))
 
     def test_only_its_own_backups_are_touched(self, tmp_path):
         """Another service's app.log.audit, or logrotate's app.log.1, stay."""

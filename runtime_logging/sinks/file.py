@@ -18,7 +18,9 @@ Delivery contract:
   once it can lock it exclusively, that is once every writer has moved on
   (a writer checks before every line, so at most the line it had under way
   lands in the backup), or after ``LEAVE_TIMEOUT``. Backups are gzipped and
-  pruned to ``backup_count`` off the caller's thread.
+  pruned to ``backup_count`` off the caller's thread. A rotation that fails
+  (a read-only directory) leaves lines going into the file past its limit
+  and the sink degraded until one succeeds; it is tried at each check.
 - A write that fails (full disk, deleted directory, a directory where the
   file should be) is counted as dropped, reported at a bounded rate and
   turns the sink degraded; the sink reopens (recreating directory and file)
@@ -147,6 +149,10 @@ class FileSink(Sink):
         self._period_end = 0.0
         self._written_since_check = 0
         self._partial = False
+        #: A rotation failed (the file grows past its limit): degraded until
+        #: one succeeds or is no longer due; tried again at each check.
+        self._rotation_failed = False
+        self._retry_rotation = 0.0
         self._maintenance: list[threading.Thread] = []
         self._open()
 
@@ -207,9 +213,12 @@ class FileSink(Sink):
     def _append(self, line: bytes, now: float) -> None:
         if now >= self._next_check or self._reopen_requested or self._fd < 0:
             self._check(now)
-        if (self.max_bytes and self._size_now() >= self.max_bytes) or (
-            self.interval and now >= self._period_end
+        if not (
+            (self.max_bytes and self._size_now() >= self.max_bytes)
+            or (self.interval and now >= self._period_end)
         ):
+            self._rotation_failed = False
+        elif now >= self._retry_rotation:
             self._rotate(now)
         if self._fd < 0:
             # The file can't be opened; the check or the rotation reported why.
@@ -230,7 +239,7 @@ class FileSink(Sink):
             return
         self.delivered += 1
         self._written_since_check += 1
-        if self._state != "healthy":
+        if self._state != "healthy" and not self._rotation_failed:
             self._recovered()
 
     def _write_reentered(self, line: bytes) -> None:
@@ -399,7 +408,13 @@ class FileSink(Sink):
                         self._start_maintenance(target)
                     self._reopen()
             except OSError as error:
+                # Lines go on into the file, past its limit, rather than
+                # nowhere; the next check tries again.
+                self._rotation_failed = True
+                self._retry_rotation = now + self.reopen_interval
                 self._failed(f"rotate {self.path}", error)
+                return
+            self._rotation_failed = False
             if self.interval and now >= self._period_end:
                 self._period_end = self._period_after(now)
 
