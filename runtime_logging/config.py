@@ -686,6 +686,41 @@ def load_settings(
     return settings
 
 
+#: What a Loki header value (tenant, token) may hold: visible ASCII.
+_HEADER_VALUE = re.compile(r"[!-~]*")
+#: What basic authentication can't carry: control characters, lone surrogates.
+_NOT_IN_BASIC = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def check_loki_credential(
+    setting: str, value: str, *, header: bool, secret: bool = False
+) -> None:
+    """Refuse a Loki credential that would fail every push, never showing a secret.
+
+    With *header* the value is sent as it is in an HTTP header; otherwise it
+    goes into basic authentication (``user:password``, base64).
+    """
+    if header:
+        bad = _HEADER_VALUE.fullmatch(value) is None
+        wrong = next((c for c in value if not "!" <= c <= "~"), "") if bad else ""
+    else:
+        found = _NOT_IN_BASIC.search(value)
+        if found is None and setting.endswith("username") and ":" in value:
+            found = re.search(":", value)
+        wrong = found.group() if found else ""
+    if not wrong:
+        return
+    place = value.index(wrong)
+    where = "ends in" if place == len(value) - 1 else f"holds at position {place}"
+    shown = "(a secret, not shown)" if secret else f"is {value!r} and"
+    kind = "an HTTP header" if header else "basic authentication"
+    hint = " (a value read from a file keeps its last newline)" * (wrong in "\r\n")
+    raise ConfigurationError(
+        f"`{setting}` {shown} {where} {wrong!r}, which {kind} can't carry: every "
+        f"push to Loki would fail. Set `{setting}` without it{hint}."
+    )
+
+
 def _check_loki(settings: Settings) -> None:
     """Refuse Loki settings that each parse but fail together at run time."""
     in_url = split_url_credentials(settings.loki_url) is not None
@@ -709,6 +744,12 @@ def _check_loki(settings: Settings) -> None:
             "`loki_username` and `loki_password` go together; set both "
             "for basic authentication, or neither."
         )
+    check_loki_credential("loki_tenant", settings.loki_tenant, header=True)
+    check_loki_credential("loki_token", settings.loki_token, header=True, secret=True)
+    check_loki_credential("loki_username", settings.loki_username, header=False)
+    check_loki_credential(
+        "loki_password", settings.loki_password, header=False, secret=True
+    )
     overlap = sorted(set(settings.loki_labels) & set(settings.loki_metadata))
     if overlap:
         raise ConfigurationError(

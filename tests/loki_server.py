@@ -78,7 +78,7 @@ class LokiReceiver:
         self.max_line_bytes = max_line_bytes
         self.streams: dict[StreamKey, list[tuple[int, str, dict[str, str]]]] = {}
         self.pushes: list[Push] = []
-        self._answers: collections.deque[tuple[int, dict[str, str]]] = (
+        self._answers: collections.deque[tuple[int, dict[str, str], str]] = (
             collections.deque()
         )
         self._lock = threading.Lock()
@@ -96,11 +96,13 @@ class LokiReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def answer(self, status: int, times: int = 1, retry_after: str = "") -> None:
-        """Answer the next *times* pushes with *status*, storing nothing."""
+    def answer(
+        self, status: int, times: int = 1, retry_after: str = "", text: str = ""
+    ) -> None:
+        """Answer the next *times* pushes with *status* and *text*, storing nothing."""
         headers = {"Retry-After": retry_after} if retry_after else {}
         with self._lock:
-            self._answers.extend([(status, headers)] * times)
+            self._answers.extend([(status, headers, text)] * times)
 
     def hang(self) -> None:
         """Read each push and never answer it (until `stop`)."""
@@ -193,9 +195,9 @@ class LokiReceiver:
         with self._lock:
             scripted = self._answers.popleft() if self._answers else None
         if scripted is not None:
-            status, extra = scripted
+            status, extra, text = scripted
             self.pushes.append(Push(status, headers, time.monotonic()))
-            self._reply(request, status, f"scripted {status}", extra)
+            self._reply(request, status, text or f"scripted {status}", extra)
             return
         if request.path != "/loki/api/v1/push":
             self._reply(request, 404, "404 page not found")

@@ -830,6 +830,65 @@ class TestConfiguration:
         with pytest.raises(ConfigurationError, match="one kind of authentication"):
             _configure(url, **settings)
 
+    @pytest.mark.parametrize(
+        ("settings", "named"),
+        [
+            ({"loki_token": "s3cr3t-token\n"}, "loki_token"),
+            ({"loki_token": "s3cr3t token"}, "loki_token"),
+            ({"loki_tenant": "team-a\r\n"}, "loki_tenant"),
+            ({"loki_tenant": "équipe"}, "loki_tenant"),
+            (
+                {"loki_username": "u\n", "loki_password": "s3cr3t-pass"},
+                "loki_username",
+            ),
+            (
+                {"loki_username": "u", "loki_password": "s3cr3t-pass\n"},
+                "loki_password",
+            ),
+            (
+                {"loki_username": "u:v", "loki_password": "s3cr3t-pass"},
+                "loki_username",
+            ),
+        ],
+    )
+    def test_credential_a_header_cant_carry_refused(self, loki, settings, named):
+        """A token file's newline fails at configuration, the secret unshown."""
+        with pytest.raises(ConfigurationError) as caught:
+            _configure(loki.url, **settings)
+
+        assert f"`{named}`" in str(caught.value)
+        assert "s3cr3t" not in str(caught.value)
+        assert loki.pushes == []
+
+    def test_credential_refused_by_the_sink_itself(self, loki):
+        """A sink made in code checks its credentials as the settings do."""
+        with pytest.raises(ConfigurationError, match="loki_token") as caught:
+            LokiSink(loki.url, token="s3cr3t-token\n")
+
+        assert "s3cr3t" not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        "credentials",
+        [{"token": "s3cr3t-token"}, {"username": "u", "password": "s3cr3t-pass"}],
+    )
+    def test_failures_never_show_a_credential(self, loki, capfd, credentials):
+        """An answer echoing the Authorization header is shown masked."""
+        sink = LokiSink(loki.url, batch_interval=60, **credentials)
+        loki.answer(200, text="ok")  # to read the header the sink sends
+        service = _configure("", sinks=[sink])
+        service.get_logger().info("first")
+        service.flush()
+        authorization = loki.pushes[0].headers["Authorization"]
+        loki.answer(401, text=f"bad credentials: {authorization}")
+        service.get_logger().info("refused")
+        service.flush()
+        detail = sink.health().detail
+        service.shutdown()
+
+        assert "401" in detail
+        assert authorization.split()[1] not in detail + capfd.readouterr().err
+        assert "s3cr3t" not in detail
+
     def test_username_without_password_refused(self):
         with pytest.raises(ConfigurationError, match="loki_password"):
             _configure("http://127.0.0.1:9", loki_username="u")

@@ -49,6 +49,7 @@ from runtime_logging._pipeline import LogEvent
 from runtime_logging.config import (
     LOKI_MIN_LINE_BYTES,
     Settings,
+    check_loki_credential,
     mask_url,
     split_url_credentials,
 )
@@ -160,6 +161,10 @@ class LokiSink(QueuedSink):
             username, _, password = (
                 urllib.parse.unquote(part) for part in userinfo.partition(":")
             )
+        check_loki_credential("loki_tenant", tenant, header=True)
+        check_loki_credential("loki_token", token, header=True, secret=True)
+        check_loki_credential("loki_username", username, header=False)
+        check_loki_credential("loki_password", password, header=False, secret=True)
         self._connection = _Connection(push_url)
         self.labels = tuple(labels)
         self.metadata = tuple(metadata)
@@ -171,6 +176,11 @@ class LokiSink(QueuedSink):
         self.truncated = 0
         self._keep = self.labels + self.metadata
         self._headers = _headers(tenant, username, password, token)
+        #: The secrets as a failure's text could show them, longest first.
+        authorization = self._headers.get("Authorization", "")
+        self._secrets = _shown_forms(
+            token, password, authorization, authorization.partition(" ")[2]
+        )
         self._last_time: dict[tuple[tuple[str, str], ...], int] = {}
         self._last_stream: tuple[list[object], dict[str, str]] = (
             [_NO_VALUE] * len(self._keep),
@@ -328,6 +338,15 @@ class LokiSink(QueuedSink):
         text = response.data[:200].decode("utf-8", "replace").strip()
         wait = _retry_after(response.headers.get("Retry-After"))
         return response.status, wait, f"Loki answered {response.status}: {text}"
+
+    def _failed(
+        self, what: str, error: BaseException | str, *, report: bool = True
+    ) -> None:
+        """Count and tell a failure, with every credential in its text masked."""
+        text = str(error)
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        super()._failed(what, text, report=report)
 
     def interrupt(self) -> None:
         """Close the connection: a push waiting on it fails at once."""
@@ -600,6 +619,21 @@ def _retry_after(value: str | None) -> float | None:
             return None
         seconds = when.timestamp() - time.time()
     return min(max(seconds, 0.0), MAX_RETRY_WAIT)
+
+
+def _shown_forms(*secrets: str) -> tuple[str, ...]:
+    """Each secret as text, as its repr and as its bytes' repr show it."""
+    forms = {
+        form
+        for secret in secrets
+        if secret
+        for form in (
+            secret,
+            repr(secret)[1:-1],
+            repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        )
+    }
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def _headers(tenant: str, username: str, password: str, token: str) -> dict[str, str]:
