@@ -149,10 +149,11 @@ class FileSink(Sink):
         self._period_end = 0.0
         self._written_since_check = 0
         self._partial = False
-        #: A rotation failed (the file grows past its limit): degraded until
-        #: one succeeds or is no longer due; tried again at each check.
-        self._rotation_failed = False
-        self._retry_rotation = 0.0
+        #: When a rotation that failed (the file grows past its limit) is
+        #: tried again; the sink stays degraded until one succeeds or is no
+        #: longer due. 0 when none failed. (One attribute, not a flag more:
+        #: past 29 an instance's attributes are slower to read in emit.)
+        self._rotation_retry = 0.0
         self._maintenance: list[threading.Thread] = []
         self._open()
 
@@ -217,8 +218,8 @@ class FileSink(Sink):
             (self.max_bytes and self._size_now() >= self.max_bytes)
             or (self.interval and now >= self._period_end)
         ):
-            self._rotation_failed = False
-        elif now >= self._retry_rotation:
+            self._rotation_retry = 0.0
+        elif now >= self._rotation_retry:
             self._rotate(now)
         if self._fd < 0:
             # The file can't be opened; the check or the rotation reported why.
@@ -239,7 +240,7 @@ class FileSink(Sink):
             return
         self.delivered += 1
         self._written_since_check += 1
-        if self._state != "healthy" and not self._rotation_failed:
+        if self._state != "healthy" and not self._rotation_retry:
             self._recovered()
 
     def _write_reentered(self, line: bytes) -> None:
@@ -410,11 +411,10 @@ class FileSink(Sink):
             except OSError as error:
                 # Lines go on into the file, past its limit, rather than
                 # nowhere; the next check tries again.
-                self._rotation_failed = True
-                self._retry_rotation = now + self.reopen_interval
+                self._rotation_retry = max(now + self.reopen_interval, 1e-9)
                 self._failed(f"rotate {self.path}", error)
                 return
-            self._rotation_failed = False
+            self._rotation_retry = 0.0
             if self.interval and now >= self._period_end:
                 self._period_end = self._period_after(now)
 
