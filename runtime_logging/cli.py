@@ -316,7 +316,7 @@ def _pretty(args: argparse.Namespace) -> int:
             continue
         try:
             fields = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than Python reads
             out.write(f"(not JSON) {escape(text)}\n")
             continue
         if not (isinstance(fields, dict) and "level" in fields and "event" in fields):
@@ -326,7 +326,11 @@ def _pretty(args: argparse.Namespace) -> int:
             continue
         if since and str(fields.get("timestamp", "")) < since:
             continue
-        out.write(render_pretty(fields, colors=args.color == "always"))
+        try:
+            shown = render_pretty(fields, colors=args.color == "always")
+        except Exception:  # whatever odd JSON a line holds, the line is shown
+            shown = f"(not a record) {escape(text)}\n"
+        out.write(shown)
     return _warn(problems)
 
 
@@ -389,7 +393,7 @@ def _json_objects(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
             continue
         try:
             fields = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than Python reads
             yield None
             continue
         yield fields if isinstance(fields, dict) else None

@@ -340,3 +340,58 @@ class TestEmitReport:
         out = capsys.readouterr().out
         assert status == 0
         assert "sink file: 10 delivered, 0 dropped" in out
+
+
+_ODD_LINES = {
+    "frames not a list": {**LINES[2], "exception": {"type": "X", "frames": 5}},
+    "frame not an object": {**LINES[2], "exception": {"type": "X", "frames": ["s"]}},
+    "level a list": {**LINES[2], "level": ["a"]},
+    "error_type a list": {**LINES[2], "level": "error", "error_type": ["a"]},
+}
+
+
+class TestOddJson:
+    @pytest.mark.parametrize("odd", ["frames not a list", "frame not an object"])
+    def test_pretty_shows_what_it_cannot_render(self, tmp_path, capsys, odd):
+        """A record pretty can't render is shown as it is; the next lines follow."""
+        text = json.dumps(_ODD_LINES[odd])
+        path = tmp_path / "app.log"
+        path.write_text(text + "\n" + json.dumps({**LINES[2], "event": "after"}) + "\n")
+
+        status = main(["pretty", str(path)])
+
+        out = capsys.readouterr().out.splitlines()
+        assert status == 0
+        assert out[-1].split()[-1] == "after"
+        assert out[0] == f"(not a record) {text}" or out[0].split()[3] == "late"
+
+    def test_deeply_nested_line(self, tmp_path):
+        """JSON nested deeper than Python reads: shown, counted, no traceback."""
+        path = tmp_path / "app.log"
+        path.write_text(
+            "[" * 100_000 + "\n" + json.dumps({**LINES[2], "event": "after"}) + "\n"
+        )
+
+        pretty = _run("pretty", str(path))
+        stats = _run("stats", "--json", str(path))
+
+        assert "Traceback" not in pretty.stderr + stats.stderr
+        assert pretty.stdout.splitlines()[0].startswith("(not JSON) [[[[")
+        assert pretty.stdout.splitlines()[-1].split()[-1] == "after"
+        report = json.loads(stats.stdout)
+        assert (report["events"], report["unreadable_lines"]) == (1, 1)
+
+    @pytest.mark.parametrize("odd", list(_ODD_LINES), ids=list(_ODD_LINES))
+    def test_stats_counts_what_it_cannot_read(self, tmp_path, capsys, odd):
+        """A record stats can't count is an unreadable line; the others count."""
+        path = tmp_path / "app.log"
+        path.write_text(
+            json.dumps(_ODD_LINES[odd]) + "\n" + json.dumps(LINES[2]) + "\n"
+        )
+
+        status = main(["stats", "--json", str(path)])
+
+        report = json.loads(capsys.readouterr().out)
+        assert status == 0
+        assert report["events"] + report["unreadable_lines"] == 2
+        assert report["levels"]["error"] >= 1

@@ -943,7 +943,7 @@ class TestStats:
         assert report["error_rate"]["per_second"]["warning"] == 1 / 60
         assert report["unreadable_lines"] == 1
         assert "domain" in table
-        assert "lines that were not JSON: 1" in table
+        assert "unreadable lines (not JSON, or not a record): 1" in table
 
     def test_stats_refuses_a_missing_file(self, tmp_path, capsys):
         """A missing file is an error with status 2."""

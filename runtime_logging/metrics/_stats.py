@@ -43,17 +43,23 @@ class ErrorStats:
         self.last_second: int | None = None
 
     def add(self, fields: Mapping[str, Any]) -> None:
-        """Count one event's *fields*, as its JSON line has them."""
+        """Count one event's *fields*, as its JSON line has them.
+
+        Raises:
+            TypeError: a standard key holds what no line of ours does (a list
+                as ``level``); nothing is counted.
+        """
+        # First: it refuses such fields before anything is counted.
+        found = self.classifier.classify(fields)
+        second = timestamp_second(str(fields.get("timestamp", "")))
         self.events += 1
         level = fields.get("level")
         if isinstance(level, str):
             self.levels[level] += 1
-        second = timestamp_second(str(fields.get("timestamp", "")))
         if second is not None and (
             self.last_second is None or second > self.last_second
         ):
             self.last_second = second
-        found = self.classifier.classify(fields)
         if found is None:
             return
         kind, severity = found
@@ -65,12 +71,18 @@ class ErrorStats:
             self.buckets.setdefault(start, Counter())[kind, severity] += 1
 
     def add_all(self, lines: Iterable[Mapping[str, Any] | None]) -> None:
-        """Count every parsed line; None stands for a line that was not JSON."""
+        """Count every parsed line; None stands for a line that was not JSON.
+
+        A line whose fields can't be counted is unreadable too.
+        """
         for fields in lines:
             if fields is None:
                 self.unreadable += 1
-            else:
+                continue
+            try:
                 self.add(fields)
+            except (TypeError, ValueError, RecursionError):
+                self.unreadable += 1
 
     def report(self, at: int | None = None) -> dict[str, Any]:
         """Everything counted, with the error rate over the window ending *at*."""
@@ -145,7 +157,8 @@ def render_table(report: Mapping[str, Any]) -> str:
             + f"   {window['per_second']:.4f}"
             for window in report["windows"]
         )
-    if report["unreadable_lines"]:
+    unreadable = report["unreadable_lines"]
+    if unreadable:
         lines.append("")
-        lines.append(f"lines that were not JSON: {report['unreadable_lines']}")
+        lines.append(f"unreadable lines (not JSON, or not a record): {unreadable}")
     return "\n".join(lines) + "\n"
