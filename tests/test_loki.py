@@ -660,6 +660,35 @@ class TestTruncation:
         assert record["blob"] == "y" * len(record["blob"])
         assert len(record["blob"]) > 60_000
 
+    def test_line_larger_than_the_buffer_is_cut_not_dropped(self, loki):
+        """The buffer weighs the stand-in it keeps, not the whole line."""
+        sink = LokiSink(
+            loki.url,
+            batch_interval=60,
+            batch_bytes=20_000,
+            max_buffer_bytes=50_000,
+            max_line_bytes=4096,
+        )
+        service = _configure("", sinks=[sink])
+        log = service.get_logger("app")
+        log.info("before")
+        log.info("big payload dump", payload="x" * 200_000)
+        log.info("after")
+        buffered = sink.health().buffered_bytes
+        service.flush()
+
+        records = loki.records()
+        assert [record["event"] for record in records] == [
+            "before",
+            "big payload dump",
+            "after",
+        ]
+        assert records[1]["truncated"] is True
+        assert records[1]["original_bytes"] > 200_000
+        assert max(len(line.encode()) for line in loki.lines()) <= 4096
+        assert buffered <= 4096 + 2 * 1000
+        assert (sink.delivered, sink.dropped, sink.truncated) == (3, 0, 1)
+
     def test_the_longest_values_are_cut_first(self):
         """Two large values are cut to one length; the smaller ones stay."""
         record = {

@@ -2,8 +2,9 @@
 
 Delivery contract:
 
-- ``emit()`` keeps the event's JSON line (the file's line, byte for byte),
-  its record time and its stream labels in a bounded buffer: at most
+- ``emit()`` keeps the event's JSON line (the file's line, byte for byte,
+  or its stand-in when longer than ``max_line_bytes``), its record time and
+  its stream labels in a bounded buffer: at most
   ``max_buffer_entries`` events and ``max_buffer_bytes`` bytes, counting
   the batch in flight. When it is full the new event is dropped and counted
   (the oldest are kept); drops are told on stderr at a bounded rate.
@@ -16,9 +17,10 @@ Delivery contract:
   a longer wait); the buffer keeps filling, bounded, meanwhile. Any other 4xx drops
   the batch, counted and reported. Every request has the connect and read
   timeouts of the settings.
-- A line longer than ``max_line_bytes`` is replaced by a shorter valid JSON
-  line: its standard keys, the start of its event, the exception's type and
-  message, and ``"truncated": true`` with ``"original_bytes"``.
+- A line longer than ``max_line_bytes`` is replaced, on the caller's side
+  before the buffer weighs it, by a shorter valid JSON line: its standard
+  keys, the start of its event, the exception's type and message, and
+  ``"truncated": true`` with ``"original_bytes"``.
 - Each event is counted once, as delivered (Loki answered 2xx) or dropped:
   ``delivered + dropped == emitted`` once the sink is closed. An entry whose
   push was unanswered when the drain time ran out counts as dropped, though
@@ -87,11 +89,13 @@ class _Entry(LogEvent):
 
     __slots__ = ()
 
-    def __init__(self, event: LogEvent, keep: dict[str, str]) -> None:
+    def __init__(
+        self, event: LogEvent, keep: dict[str, str], line: bytes | None = None
+    ) -> None:
         super().__init__(keep, event.level, event.logger, event.time_ns, None)
         # A copy: orjson's bytes keep the buffer they were written in (8 KB
         # behind a 1 KB line), and the buffer's cap counts what lines measure.
-        self._line = bytes(memoryview(event.json_line))
+        self._line = bytes(memoryview(event.json_line)) if line is None else line
 
 
 class LokiSink(QueuedSink):
@@ -174,6 +178,8 @@ class LokiSink(QueuedSink):
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.truncated = 0
+        #: The longest line, its newline included, that is queued as it is.
+        self._longest = max_line_bytes + 1
         self._keep = self.labels + self.metadata
         self._headers = _headers(tenant, username, password, token)
         #: The secrets as a failure's text could show them, longest first.
@@ -208,6 +214,23 @@ class LokiSink(QueuedSink):
         )
 
     # The caller's side.
+
+    def emit(self, event: LogEvent) -> None:
+        """Queue *event*, a line over ``max_line_bytes`` cut first.
+
+        Cut here, before the buffer weighs it: the buffer holds and counts
+        what is sent, and a line larger than the whole buffer still goes.
+        """
+        if len(event.json_line) > self._longest:
+            event = self._cut(event)
+        QueuedSink.emit(self, event)
+
+    def _cut(self, event: LogEvent) -> LogEvent:
+        line = event.json_line.rstrip(b"\n")
+        if len(line) <= self.max_line_bytes:
+            return event
+        self.truncated += 1
+        return _Entry(event, event.fields, truncate_line(line, self.max_line_bytes))
 
     def keep(self, event: LogEvent) -> LogEvent:
         """The line, the time and the stream's fields of an admitted *event*."""
@@ -284,13 +307,10 @@ class LokiSink(QueuedSink):
             ]
         )
 
-    def _line(self, event: LogEvent) -> bytes:
-        """*event*'s line without its newline, cut to ``max_line_bytes``."""
-        line = event.json_line.rstrip(b"\n")
-        if len(line) > self.max_line_bytes:
-            line = truncate_line(line, self.max_line_bytes)
-            self.truncated += 1
-        return line
+    @staticmethod
+    def _line(event: LogEvent) -> bytes:
+        """*event*'s line without its newline (`emit` cut it if it was long)."""
+        return event.json_line.rstrip(b"\n")
 
     def _value(self, event: LogEvent, time_ns: int, line: bytes) -> bytes:
         """One entry ``["<ns>","<line>"(,{metadata})]``, as JSON."""
