@@ -322,7 +322,8 @@ def _pretty(args: argparse.Namespace) -> int:
         if not (isinstance(fields, dict) and "level" in fields and "event" in fields):
             out.write(f"(not a record) {escape(text)}\n")
             continue
-        if LEVELS.get(str(fields.get("level")), 0) < threshold:
+        level = _level_number(fields["level"])
+        if level is not None and level < threshold:
             continue
         if since and str(fields.get("timestamp", "")) < since:
             continue
@@ -332,6 +333,32 @@ def _pretty(args: argparse.Namespace) -> int:
             shown = f"(not a record) {escape(text)}\n"
         out.write(shown)
     return _warn(problems)
+
+
+#: Other loggers' names for the schema's levels, as ``pretty`` reads them.
+_LEVEL_SPELLINGS = {
+    "trace": "debug",
+    "notice": "info",
+    "warn": "warning",
+    "err": "error",
+    "crit": "critical",
+    "fatal": "critical",
+    "panic": "critical",
+}
+
+
+def _level_number(value: object) -> int | None:
+    """The number of a line's *value* of ``level``; None when it names no level.
+
+    Names are read in any case (``ERROR``, ``Warn``) and with other loggers'
+    spellings (``fatal``); a number is a stdlib level number.
+    """
+    if isinstance(value, str):
+        name = value.strip().lower()
+        return LEVELS.get(_LEVEL_SPELLINGS.get(name, name))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
 
 
 def _check_files(paths: Sequence[str]) -> None:

@@ -395,3 +395,31 @@ class TestOddJson:
         assert status == 0
         assert report["events"] + report["unreadable_lines"] == 2
         assert report["levels"]["error"] >= 1
+
+
+class TestPrettyLevels:
+    LEVELS = ("ERROR", "WARN", "fatal", None, ["a"], "verbose", 40, "info", "Trace")
+
+    def _events(self, tmp_path, capsys, min_level):
+        path = tmp_path / "app.log"
+        path.write_text(
+            "".join(
+                json.dumps({**LINES[0], "level": level, "event": f"ev{i}"}) + "\n"
+                for i, level in enumerate(self.LEVELS)
+            )
+        )
+        assert main(["pretty", str(path), "--min-level", min_level]) == 0
+        return [line.split()[4] for line in capsys.readouterr().out.splitlines()]
+
+    def test_debug_hides_nothing(self, tmp_path, capsys):
+        """At --min-level debug every record is shown, whatever its level."""
+        shown = self._events(tmp_path, capsys, "debug")
+
+        assert shown == [f"ev{i}" for i in range(len(self.LEVELS))]
+
+    def test_other_spellings_filtered_unknown_shown(self, tmp_path, capsys):
+        """ERROR, fatal and 40 are errors; WARN, info and Trace are below; the
+        levels that name none (null, a list, 'verbose') are always shown."""
+        shown = self._events(tmp_path, capsys, "error")
+
+        assert shown == ["ev0", "ev2", "ev3", "ev4", "ev5", "ev6"]
