@@ -81,7 +81,9 @@ def parse_size(setting: str, value: object) -> int:
     if isinstance(value, str):
         match = _NUMBER_WITH_UNIT.fullmatch(value)
         if match and match.group(2).lower() in _SIZE_UNITS:
-            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+            size = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+            if math.isfinite(size):  # past a float's range: no size of a disk
+                return int(size)
     raise _fail(setting, value, "a size such as 1048576, '64KB' or '1MiB'")
 
 
@@ -95,8 +97,9 @@ def parse_duration(setting: str, value: object) -> float:
     if isinstance(value, str):
         match = _NUMBER_WITH_UNIT.fullmatch(value)
         if match and match.group(2).lower() in _DURATION_UNITS:
-            unit = _DURATION_UNITS[match.group(2).lower()]
-            return float(match.group(1)) * unit
+            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+            if math.isfinite(seconds):
+                return seconds
     raise _fail(setting, value, expected)
 
 
@@ -157,7 +160,7 @@ def _choice(*choices: str) -> Callable[[str, object], str]:
 
 
 def _parse_optional_path(setting: str, value: object) -> Path | None:
-    if value is None or value in {"", "off"}:
+    if value is None or (isinstance(value, str) and value in {"", "off"}):
         return None
     if isinstance(value, (str, Path)):
         return Path(value)

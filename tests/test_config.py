@@ -335,3 +335,21 @@ class TestMetricsPrefix:
     def test_good_prefix_accepted(self, value):
         """Letters, digits and '_' (not first a digit), or '' for the default."""
         assert load_settings(env={}, metrics_prefix=value).metrics_prefix == value
+
+
+class TestValuesThatCrashedLoading:
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("log_dir", []),
+            ("metrics_dir", {}),
+            ("max_bytes", "1" * 400),
+            ("loki_batch_bytes", "1" * 400 + "GB"),
+            ("shutdown_timeout", "1" * 400),
+            ("reopen_interval", "1" * 400 + "h"),
+        ],
+    )
+    def test_refused_naming_setting(self, name, value):
+        """A list as a path or a number past a float's range is a ConfigurationError."""
+        with pytest.raises(ConfigurationError, match=f"`{name}` is"):
+            load_settings(env={}, **{name: value})
