@@ -69,6 +69,7 @@ class Push:
     entries: int = 0
     refused: list[str] = field(default_factory=list)
     streams: list[dict[str, str]] = field(default_factory=list)
+    query: str = ""
 
 
 class LokiReceiver:
@@ -199,7 +200,8 @@ class LokiReceiver:
             self.pushes.append(Push(status, headers, time.monotonic()))
             self._reply(request, status, text or f"scripted {status}", extra)
             return
-        if request.path != "/loki/api/v1/push":
+        path, _, query = request.path.partition("?")
+        if path != "/loki/api/v1/push":
             self._reply(request, 404, "404 page not found")
             return
         try:
@@ -212,7 +214,7 @@ class LokiReceiver:
         status = 400 if refused else 204
         labels = [dict(key) for key, _ in streams]
         self.pushes.append(
-            Push(status, headers, time.monotonic(), stored, refused, labels)
+            Push(status, headers, time.monotonic(), stored, refused, labels, query)
         )
         self._reply(request, status, "\n".join(refused))
 

@@ -1201,3 +1201,16 @@ class TestNothingLostAtExit:
             _, took = self._run(how, f"http://127.0.0.1:{port}")
 
         assert took <= self.DRAIN + 1.0
+
+
+class TestUrlWithQuery:
+    @pytest.mark.parametrize("path", ["", "/", "/loki/api/v1/push"])
+    def test_push_path_goes_before_the_query(self, loki, path):
+        """A query in loki_url (a proxy's token) stays the query of each push."""
+        service = _configure(f"{loki.url}{path}?token=s3cr3t")
+        service.get_logger("t").info("with query")
+        service.shutdown(5)
+
+        assert [r["event"] for r in loki.records()] == ["with query"]
+        assert {push.query for push in loki.pushes} == {"token=s3cr3t"}
+        assert "s3cr3t" not in service.sink("loki").url

@@ -155,9 +155,11 @@ class LokiSink(QueuedSink):
             batch_bytes=batch_bytes,
             min_level=min_level,
         )
-        base = url.rstrip("/")
-        push_url = base if base.endswith(PUSH_PATH) else base + PUSH_PATH
-        #: The push URL as reports show it: user-info masked.
+        # The path goes before a query (a proxy's ``?token=``), which stays.
+        query_at = len(url.split("?", 1)[0].split("#", 1)[0])
+        base, query = url[:query_at].rstrip("/"), url[query_at:]
+        push_url = (base if base.endswith(PUSH_PATH) else base + PUSH_PATH) + query
+        #: The push URL as reports show it: user-info and query values masked.
         self.url = mask_url(push_url)
         credentials = split_url_credentials(push_url)
         if credentials is not None:
