@@ -227,6 +227,16 @@ def _emit_loop(log: Any, level: int, count: int, rate: float, size: int) -> None
 
 def _check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **_settings_from(args))
+    # What configure_logging() checks beyond the settings, so check passes
+    # only what it takes.
+    if settings.sentry_dsn:
+        from runtime_logging.sinks.sentry import check_dsn
+
+        check_dsn(settings.sentry_dsn)
+    if settings.metrics:
+        from runtime_logging.metrics._rules import load_rules
+
+        load_rules(settings.metrics_rules, settings.prefix)
     print(json.dumps(settings.masked(), indent=2, sort_keys=True))
     return 0
 

@@ -423,3 +423,24 @@ class TestPrettyLevels:
         shown = self._events(tmp_path, capsys, "error")
 
         assert shown == ["ev0", "ev2", "ev3", "ev4", "ev5", "ev6"]
+
+
+class TestCheckAsConfigure:
+    def test_dsn_sentry_sdk_refuses(self):
+        """check refuses a DSN as configure_logging() does (here: no key)."""
+        result = _run("check", "--sentry-dsn", "http://127.0.0.1:9/1")
+
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "`sentry_dsn`" in result.stderr
+
+    def test_bad_rules_file_with_metrics_on(self, tmp_path):
+        """check reads the metrics rules as configure_logging() does."""
+        rules = tmp_path / "rules.toml"
+        rules.write_text('[[rules]]\nevent = "x"\nmetric = "bad name"\n')
+
+        result = _run("check", "--metrics", "true", "--metrics-rules", str(rules))
+
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "`metrics_rules`" in result.stderr
