@@ -11,8 +11,9 @@ It checks what Loki's distributor checks for a JSON push
   [ts, line, {metadata}]]}]}``, timestamps a JSON string of decimal digits
   (nanoseconds), lines strings, metadata an object of strings;
 - label names ``[a-zA-Z_][a-zA-Z0-9_]*``, at least one label, at most 15,
-  names up to 1024 and values up to 2048 characters;
-- entries: a line up to ``max_line_bytes`` (262144, Loki's ``256KB``), a
+  names up to 1024 and values up to 2048 bytes of UTF-8 (Go's ``len``);
+- entries: a line up to ``max_line_bytes`` (262144, Loki's ``256KB``),
+  structured metadata up to 64KB (its names and values, in bytes), a
   time within a week back and ten minutes ahead, and not before the stream's
   last accepted entry (Loki with ``unordered_writes: false``); the same time
   and line again is a duplicate, accepted and stored once.
@@ -45,6 +46,7 @@ MAX_LINE_BYTES = 256 * 1024
 MAX_LABELS = 15
 MAX_LABEL_NAME = 1024
 MAX_LABEL_VALUE = 2048
+MAX_METADATA_BYTES = 64 * 1024
 MAX_AGE_NS = 7 * 24 * 3600 * 10**9
 GRACE_NS = 10 * 60 * 10**9
 
@@ -275,7 +277,7 @@ class LokiReceiver:
         for name, value in labels.items():
             if not LABEL_NAME.fullmatch(name):
                 raise PushError(400, f"error parsing labels: invalid name {name!r}")
-            if len(name) > MAX_LABEL_NAME or len(value) > MAX_LABEL_VALUE:
+            if len(name) > MAX_LABEL_NAME or _size(value) > MAX_LABEL_VALUE:
                 raise PushError(400, f"label {name!r} or its value is too long")
         if not labels:
             raise PushError(400, "error at least one label pair is required per stream")
@@ -314,7 +316,14 @@ class LokiReceiver:
                 for ts, line, metadata in entries:
                     size = len(line.encode())
                     last = kept[-1] if kept else None
-                    if size > self.max_line_bytes:
+                    metadata_size = sum(map(_size, [*metadata, *metadata.values()]))
+                    if metadata_size > MAX_METADATA_BYTES:
+                        refused.append(
+                            f"stream '{dict(key)}' has structured metadata too "
+                            f"large: '{metadata_size}' bytes, limit: "
+                            f"'{MAX_METADATA_BYTES}' bytes"
+                        )
+                    elif size > self.max_line_bytes:
                         refused.append(
                             f"Max entry size '{self.max_line_bytes}' bytes exceeded "
                             f"for stream '{dict(key)}' while adding an entry with "
@@ -337,6 +346,11 @@ class LokiReceiver:
                 if not kept:
                     del self.streams[key]
         return stored, refused
+
+
+def _size(text: str) -> int:
+    """Bytes of *text* as Loki counts them (a lone surrogate: U+FFFD's 3)."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class HungListener:

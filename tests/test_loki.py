@@ -108,6 +108,11 @@ class TestReceiverIsStrict:
             ({"stream": {"a": "b"}, "values": [["1.5", "x"]]}, "nanoseconds"),
             ({"stream": {"a": "b"}, "values": [["1", 2]]}, "not a string"),
             ({"stream": {"a": "b"}, "values": [["1"]]}, "not [ts, line"),
+            ({"stream": {"a": "é" * 1025}, "values": []}, "too long"),
+            (
+                {"stream": {"a": "b"}, "values": [[_now(), "x", {"m": "v" * 65536}]]},
+                "structured metadata too large",
+            ),
         ],
     )
     def test_malformed_push_is_refused(self, loki, stream, reason):
@@ -606,6 +611,70 @@ class TestStreamsAndLabels:
         assert (sink.delivered, sink.dropped, sink.truncated) == (1002, 0, 1)
         file_text = (tmp_path / "app.log").read_text()
         assert huge in file_text
+
+    def test_value_loki_cant_take_loses_no_other_entry(self, loki):
+        """A lone surrogate in metadata or a label is cleaned as the line is."""
+        sink = LokiSink(
+            loki.url,
+            batch_interval=60,
+            labels=("service", "level", "logger"),
+            metadata=("installation_id",),
+        )
+        service = _configure("", sinks=[sink])
+        log = service.get_logger("ok")
+        log.info("good", installation_id="i-1")
+        log.info("bad metadata", installation_id="\ud800x")
+        service.get_logger("bad\ud800").info("bad label")
+        log.info("good", installation_id="i-2")
+        service.flush()
+
+        assert loki.entries() == 4
+        assert {labels["logger"] for labels in loki.stream_labels} == {
+            "ok",
+            "bad\\ud800",
+        }
+        [(_, _, metadata)] = [
+            entry
+            for entries in loki.streams.values()
+            for entry in entries
+            if "bad metadata" in entry[1]
+        ]
+        assert metadata == {"installation_id": "\\ud800x"}
+        assert (sink.delivered, sink.dropped) == (4, 0)
+
+    def test_entry_without_labels_gets_the_fallback_stream(self, loki):
+        """The root logger's empty name: Loki refuses a stream without labels."""
+        sink = LokiSink(loki.url, batch_interval=60, labels=("logger",))
+        service = _configure("", sinks=[sink])
+        service.get_logger("app").info("named")
+        service.get_logger("").info("root")
+        service.flush()
+
+        assert loki.records(service_name="unknown_service")[0]["event"] == "root"
+        assert loki.records(logger="app")[0]["event"] == "named"
+        assert (sink.delivered, sink.dropped) == (2, 0)
+
+    @pytest.mark.parametrize("char", ["l", "é", "\u20ac"])
+    def test_long_label_and_metadata_values_are_cut(self, loki, char):
+        """Label values to Loki's 2048 bytes, metadata to its 64KB in all."""
+        sink = LokiSink(
+            loki.url,
+            batch_interval=60,
+            labels=("logger",),
+            metadata=("note", "blob"),
+        )
+        service = _configure("", sinks=[sink])
+        service.get_logger(char * 3000).info("long", note="n", blob=char * 70_000)
+        service.get_logger("app").info("short")
+        service.flush()
+
+        [labels, _] = loki.stream_labels
+        [(_, _, metadata)] = next(iter(loki.streams.values()))
+        assert 2045 <= len(labels["logger"].encode()) <= 2048
+        assert labels["logger"] == char * len(labels["logger"])
+        assert metadata["note"] == "n"
+        assert len(b"noteblobn" + metadata["blob"].encode()) <= 64 * 1024
+        assert (sink.delivered, sink.dropped) == (2, 0)
 
     @pytest.mark.parametrize("label", ["request_id", "duration_ms", "trace_id"])
     def test_high_cardinality_label_fails_at_configuration(self, label):

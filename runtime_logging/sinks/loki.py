@@ -47,6 +47,8 @@ import orjson
 import urllib3
 import urllib3.connection
 
+from runtime_logging._encoding import _clean_text as clean_text
+from runtime_logging._encoding import safe_str
 from runtime_logging._pipeline import LogEvent
 from runtime_logging.config import (
     LOKI_MIN_LINE_BYTES,
@@ -69,6 +71,14 @@ LOKI_MAX_LINE_BYTES = 256 * 1024
 
 #: The shortest ``loki_max_line_bytes``: room for the standard keys.
 MIN_LINE_BYTES = LOKI_MIN_LINE_BYTES
+
+#: Loki's default ``max_label_value_length``, in bytes.
+MAX_LABEL_VALUE_BYTES = 2048
+#: Loki's default ``max_structured_metadata_size`` (64KB): names and values.
+MAX_METADATA_BYTES = 64 * 1024
+#: The labels of an entry whose own label values are all empty: Loki refuses
+#: a stream without labels, and names a stream without a service this way.
+FALLBACK_STREAM = (("service_name", "unknown_service"),)
 
 #: The longest wait between two attempts of one push, ``Retry-After`` included.
 MAX_RETRY_WAIT = 300.0
@@ -183,6 +193,15 @@ class LokiSink(QueuedSink):
         #: The longest line, its newline included, that is queued as it is.
         self._longest = max_line_bytes + 1
         self._keep = self.labels + self.metadata
+        # Each value as long as Loki takes: a label's, or a share of the
+        # metadata's room.
+        share = (MAX_METADATA_BYTES - sum(map(len, self.metadata))) // max(
+            1, len(self.metadata)
+        )
+        self._limits = tuple(
+            MAX_LABEL_VALUE_BYTES if name in self.labels else share
+            for name in self._keep
+        )
         self._headers = _headers(tenant, username, password, token)
         #: The secrets as a failure's text could show them, longest first.
         authorization = self._headers.get("Authorization", "")
@@ -243,8 +262,10 @@ class LokiSink(QueuedSink):
         # in the buffer is what the collector counts on the caller's thread.
         if not all(map(operator.is_, values, last_values)):
             stream = {
-                name: _text(value)
-                for name, value in zip(self._keep, values, strict=True)
+                name: _loki_text(value, limit)
+                for name, value, limit in zip(
+                    self._keep, values, self._limits, strict=True
+                )
                 if value is not None
             }
             if all(type(value) in _UNCHANGING for value in values):
@@ -268,7 +289,7 @@ class LokiSink(QueuedSink):
             key = keys.get(id(fields))
             if key is None:
                 key = tuple((name, fields[name]) for name in labels if fields.get(name))
-                keys[id(fields)] = key
+                keys[id(fields)] = key = key or FALLBACK_STREAM
             streams.setdefault(key, []).append(event)
 
         pushed = []
@@ -624,8 +645,13 @@ def _record_time(event: LogEvent) -> int:
     return event.time_ns
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else str(value)
+def _loki_text(value: object, limit: int) -> str:
+    """*value* as text Loki takes: UTF-8 (cleaned as the line is), *limit* bytes."""
+    text = safe_str(value)
+    if text.isascii():
+        return text if len(text) <= limit else text[:limit]
+    encoded = clean_text(text).encode("utf-8")
+    return encoded[:limit].decode("utf-8", "ignore")
 
 
 def _retry_after(value: str | None) -> float | None:
