@@ -245,6 +245,13 @@ def _parse_wait(setting: str, value: object) -> float:
     return seconds
 
 
+def _parse_window(setting: str, value: object) -> float:
+    seconds = parse_duration(setting, value)
+    if seconds < 1:  # the window counts whole seconds
+        raise _fail(setting, value, "a duration of 1 second or more, such as '60s'")
+    return seconds
+
+
 def _parse_loki_labels(setting: str, value: object) -> tuple[str, ...]:
     labels = _parse_unique_names(setting, value)
     if not labels:
@@ -490,7 +497,7 @@ class Settings:
         "reference", _parse_text, "rules file, 'reference' or 'off'"
     )
     metrics_error_window: float = _setting(
-        60.0, parse_duration, "window of the error_rate gauge"
+        60.0, _parse_window, "window of the error_rate gauge"
     )
 
     @property

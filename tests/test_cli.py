@@ -444,3 +444,16 @@ class TestCheckAsConfigure:
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1, result.stderr
         assert "`metrics_rules`" in result.stderr
+
+
+class TestStatsWindow:
+    def test_error_window_of_zero_one_line(self, tmp_path):
+        """stats with metrics_error_window 0: one line, exit 2, no traceback."""
+        path = tmp_path / "app.log"
+        path.write_text(json.dumps(LINES[2]) + "\n")
+
+        result = _run("stats", str(path), "--metrics-error-window", "0")
+
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "`metrics_error_window`" in result.stderr

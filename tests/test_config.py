@@ -353,3 +353,11 @@ class TestValuesThatCrashedLoading:
         """A list as a path or a number past a float's range is a ConfigurationError."""
         with pytest.raises(ConfigurationError, match=f"`{name}` is"):
             load_settings(env={}, **{name: value})
+
+
+class TestMetricsErrorWindow:
+    @pytest.mark.parametrize("value", [0, "0s", "500ms"])
+    def test_under_a_second_refused_when_read(self, value):
+        """The window holds whole seconds: under one is refused as the setting."""
+        with pytest.raises(ConfigurationError, match="`metrics_error_window` is"):
+            load_settings(env={}, metrics_error_window=value)
