@@ -287,27 +287,36 @@ def _text(path: str, stdin: TextIO) -> Iterator[IO[str]]:
             binary.close()
 
 
-def parse_since(value: str | None, now: float | None = None) -> str:
-    """An RFC 3339 UTC instant for *value*: an instant, or a duration back from now."""
+def parse_since(
+    value: str | None, now: float | None = None, flag: str = "--since"
+) -> str:
+    """An RFC 3339 UTC instant for *value*: an instant, or a duration back from now.
+
+    Raises:
+        ConfigurationError: *value* is neither, or out of the calendar's range;
+            the message names *flag*.
+    """
     if value is None:
         return ""
     try:
-        seconds = parse_duration("--since", value)
+        seconds: float | None = parse_duration(flag, value)
     except ConfigurationError:
-        try:
+        seconds = None
+    try:
+        if seconds is None:
             instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigurationError(
-                f"`--since` is {value!r}; expected an instant such as "
-                "'2026-12-04T10:00:00Z' or a duration such as '10m'."
-            ) from None
-        if instant.tzinfo is None:
-            instant = instant.replace(tzinfo=dt.timezone.utc)
-    else:
-        instant = dt.datetime.fromtimestamp(
-            (now or time.time()) - seconds, dt.timezone.utc
-        )
-    return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if instant.tzinfo is None:
+                instant = instant.replace(tzinfo=dt.timezone.utc)
+        else:
+            instant = dt.datetime.fromtimestamp(
+                (now or time.time()) - seconds, dt.timezone.utc
+            )
+        return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (ValueError, OverflowError, OSError):  # OverflowError: past year 1 or 9999
+        raise ConfigurationError(
+            f"`{flag}` is {value!r}; expected an instant from year 1 to 9999 "
+            "such as '2026-12-04T10:00:00Z' or a duration such as '10m'."
+        ) from None
 
 
 def _pretty(args: argparse.Namespace) -> int:
@@ -412,7 +421,7 @@ def _stats(args: argparse.Namespace) -> int:
         )
     at = None
     if args.at is not None:
-        at = timestamp_second(parse_since(args.at))
+        at = timestamp_second(parse_since(args.at, flag="--at"))
     counter = ErrorStats(rules.classifier, int(settings.metrics_error_window), bucket)
     problems: list[str] = []
     counter.add_all(_json_objects(read_lines(args.files, sys.stdin, problems)))
