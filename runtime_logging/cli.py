@@ -320,12 +320,12 @@ def parse_since(
 
 
 def _pretty(args: argparse.Namespace) -> int:
-    if args.min_level not in LEVELS:
+    threshold = _level_number(args.min_level)
+    if threshold is None:
         raise ConfigurationError(
             f"`--min-level` is {args.min_level!r}; expected one of {', '.join(LEVELS)}."
         )
     _check_files(args.files)
-    threshold = LEVELS[args.min_level]
     since = parse_since(args.since)
     out = sys.stdout
     problems: list[str] = []

@@ -461,3 +461,17 @@ class TestStatsWindow:
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1, result.stderr
         assert "`metrics_error_window`" in result.stderr
+
+
+class TestMinLevelSpellings:
+    @pytest.mark.parametrize("flag", ["WARN", "Warning", "warn"])
+    def test_min_level_read_as_lines_are(self, tmp_path, capsys, flag):
+        """--min-level takes the spellings pretty reads in lines."""
+        path = tmp_path / "app.log"
+        path.write_text("".join(json.dumps(line) + "\n" for line in LINES))
+
+        status = main(["pretty", str(path), "--min-level", flag])
+
+        out = capsys.readouterr().out.splitlines()
+        assert status == 0
+        assert [line.split()[4] for line in out] == ["late"]
