@@ -66,7 +66,12 @@ def _fail(setting: str, value: object, expected: str) -> ConfigurationError:
         fix = f"Give `{setting}` a valid value."
     else:
         fix = f"Set `{setting}` (or {ENV_PREFIX}{setting.upper()}) to a valid value."
-    return ConfigurationError(f"`{setting}` is {value!r}; expected {expected}. {fix}")
+    field = _FIELDS.get(setting)
+    if field is not None and field.metadata["secret"]:
+        shown = f"a secret (not shown) of type {type(value).__name__}"
+    else:
+        shown = repr(value)
+    return ConfigurationError(f"`{setting}` is {shown}; expected {expected}. {fix}")
 
 
 def parse_size(setting: str, value: object) -> int:
@@ -319,8 +324,10 @@ def _parse_dsn(setting: str, value: object) -> str:
     text = _parse_text(setting, value)
     problem = _url_problem(text) if text else ""
     if problem:
+        # Not a URL, its key can't be told from the rest: none of it is shown.
+        shown = repr(mask_url(text)) if "://" in text else "a text (not shown)"
         raise ConfigurationError(
-            f"`{setting}` is {mask_url(text)!r}, {problem}; copy the DSN from "
+            f"`{setting}` is {shown}, {problem}; copy the DSN from "
             "the Sentry project's Client Keys page, such as "
             "'https://<key>@<host>/<project id>', or set '' for no Sentry."
         )

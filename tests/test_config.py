@@ -361,3 +361,25 @@ class TestMetricsErrorWindow:
         """The window holds whole seconds: under one is refused as the setting."""
         with pytest.raises(ConfigurationError, match="`metrics_error_window` is"):
             load_settings(env={}, metrics_error_window=value)
+
+
+class TestSecretsInErrors:
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("loki_password", 987654),
+            ("loki_token", ["s3cr3t"]),
+            ("sentry_dsn", 987654),
+            ("sentry_dsn", "s3cr3t@127.0.0.1/1"),
+            ("sentry_dsn", "s3cr3t"),
+        ],
+    )
+    def test_refused_secret_is_not_shown(self, name, value):
+        """A refused secret setting is named, its value never shown."""
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(env={}, **{name: value})
+
+        message = str(caught.value)
+        assert f"`{name}`" in message
+        assert "s3cr3t" not in message
+        assert "987654" not in message
