@@ -518,6 +518,11 @@ class Settings:
         """The log file, or None when files are off."""
         return None if self.log_dir is None else self.log_dir / self.log_file
 
+    def __repr__(self) -> str:
+        """The settings as `masked` shows them: a traceback shows no secret."""
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.masked().items())
+        return f"Settings({shown})"
+
     def masked(self) -> dict[str, object]:
         """The settings as plain values, with every secret masked."""
         shown: dict[str, object] = {}

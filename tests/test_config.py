@@ -383,3 +383,20 @@ class TestSecretsInErrors:
         assert f"`{name}`" in message
         assert "s3cr3t" not in message
         assert "987654" not in message
+
+
+class TestSettingsRepr:
+    def test_repr_masks_secrets(self):
+        """repr(settings), as a traceback or a debug line shows it, hides secrets."""
+        settings = load_settings(
+            env={},
+            loki_token="s3cr3t1",
+            loki_url="http://127.0.0.1:3100/?t=s3cr3t2",
+            sentry_dsn="https://s3cr3t3@127.0.0.1/1",
+        )
+
+        shown = repr(settings)
+
+        assert "s3cr3t" not in shown
+        assert "loki_token='********'" in shown
+        assert shown.startswith("Settings(service='vscode_runtime'")
