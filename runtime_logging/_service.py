@@ -29,7 +29,9 @@ from runtime_logging.sinks.file import FileSink
 
 if TYPE_CHECKING:
     # Loaded when configured, not at start-up: see `_build_sinks`.
+    from runtime_logging.metrics._sink import MetricsSink
     from runtime_logging.ratelimit import RateLimiter
+    from runtime_logging.sinks.loki import LokiSink
     from runtime_logging.sinks.sentry import BeforeSend
 
 _lock = threading.RLock()
@@ -256,24 +258,44 @@ def _build_sinks(
     return sinks
 
 
-def _loki_sink(settings: Settings) -> Sink:
+def check_extras(settings: Settings) -> None:
+    """Raise `MissingExtraError` when a setting's extra is not installed."""
+    if settings.loki_url:
+        _loki_sink_class()
+    if settings.metrics:
+        _metrics_sink_class()
+    if settings.sentry_dsn:
+        from runtime_logging.sinks.sentry import require_sentry_sdk  # noqa: PLC0415
+
+        require_sentry_sdk()
+
+
+def _loki_sink_class() -> type[LokiSink]:
     try:
         from runtime_logging.sinks.loki import LokiSink  # noqa: PLC0415 - an extra
     except ModuleNotFoundError as error:
         if error.name != "urllib3":
             raise
         raise MissingExtraError("loki_url", "loki", "urllib3") from None
-    return LokiSink.from_settings(settings)
+    return LokiSink
 
 
-def _metrics_sink(settings: Settings) -> Sink:
+def _loki_sink(settings: Settings) -> Sink:
+    return _loki_sink_class().from_settings(settings)
+
+
+def _metrics_sink_class() -> type[MetricsSink]:
     try:
         from runtime_logging.metrics._sink import MetricsSink  # noqa: PLC0415
     except ImportError as error:
         if error.name and error.name.startswith("prometheus_client"):
             raise MissingExtraError("metrics", "metrics", "prometheus_client") from None
         raise
-    return MetricsSink(settings)
+    return MetricsSink
+
+
+def _metrics_sink(settings: Settings) -> Sink:
+    return _metrics_sink_class()(settings)
 
 
 def _file_sink(settings: Settings, path: Path) -> FileSink:

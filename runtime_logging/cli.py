@@ -229,6 +229,7 @@ def _check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **_settings_from(args))
     # What configure_logging() checks beyond the settings, so check passes
     # only what it takes.
+    _service.check_extras(settings)
     if settings.sentry_dsn:
         from runtime_logging.sinks.sentry import check_dsn
 

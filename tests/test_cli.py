@@ -475,3 +475,24 @@ class TestMinLevelSpellings:
         out = capsys.readouterr().out.splitlines()
         assert status == 0
         assert [line.split()[4] for line in out] == ["late"]
+
+
+class TestCheckExtras:
+    @pytest.mark.parametrize(
+        ("flags", "module", "extra"),
+        [
+            (["--loki-url", "http://127.0.0.1:3100"], "urllib3", "loki"),
+            (["--metrics", "true"], "prometheus_client", "metrics"),
+            (["--sentry-dsn", "http://k@127.0.0.1:9/1"], "sentry_sdk", "sentry"),
+        ],
+    )
+    def test_missing_extra_refused(self, monkeypatch, capsys, flags, module, extra):
+        """check fails as configure_logging() does when a setting's extra is missing."""
+        monkeypatch.setitem(sys.modules, module, None)
+        for name in ("runtime_logging.sinks.loki", "runtime_logging.metrics._sink"):
+            monkeypatch.delitem(sys.modules, name, raising=False)
+
+        status = main(["check", *flags])
+
+        assert status == 2
+        assert f"pip install 'runtime-logging[{extra}]'" in capsys.readouterr().err
