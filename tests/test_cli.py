@@ -488,6 +488,8 @@ class TestCheckExtras:
     )
     def test_missing_extra_refused(self, monkeypatch, capsys, flags, module, extra):
         """check fails as configure_logging() does when a setting's extra is missing."""
+        for name in [m for m in sys.modules if m.startswith(module + ".")]:
+            monkeypatch.setitem(sys.modules, name, None)  # loaded by other tests
         monkeypatch.setitem(sys.modules, module, None)
         for name in ("runtime_logging.sinks.loki", "runtime_logging.metrics._sink"):
             monkeypatch.delitem(sys.modules, name, raising=False)
