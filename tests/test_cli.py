@@ -13,6 +13,11 @@ from loki_server import closed_port
 from runtime_logging.cli import main, parse_since
 
 
+def quiet(log_dir: object) -> list[str]:
+    """``emit`` flags for a run that writes only to *log_dir* and keeps signals."""
+    return ["--log-dir", str(log_dir), "--console", "off", "--handle-signals", "off"]
+
+
 def _run(*args: str, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "runtime_logging", *args],
@@ -46,12 +51,7 @@ class TestEmit:
                 "1KB",
                 "--event-level",
                 "warning",
-                "--log-dir",
-                str(tmp_path),
-                "--console",
-                "off",
-                "--handle-signals",
-                "off",
+                *quiet(tmp_path),
             ]
         )
 
@@ -308,12 +308,7 @@ class TestEmitReport:
                     "emit",
                     "--count",
                     "100",
-                    "--log-dir",
-                    "off",
-                    "--console",
-                    "off",
-                    "--handle-signals",
-                    "off",
+                    *quiet("off"),
                     "--loki-url",
                     f"http://127.0.0.1:{port}",
                     "--shutdown-timeout",
@@ -332,12 +327,7 @@ class TestEmitReport:
                 "emit",
                 "--count",
                 "10",
-                "--log-dir",
-                str(tmp_path),
-                "--console",
-                "off",
-                "--handle-signals",
-                "off",
+                *quiet(tmp_path),
             ]
         )
 
