@@ -168,7 +168,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Replacement], ...] = (
         # the start of a bare query string (``code=abc&x=1``, as Sentry keeps it).
         re.compile(
             rf"(?i)((?:[?&;#]|^(?=\S*$))(?:{_SENSITIVE_PARAMS})=)"
-            r"(?!\[REDACTED)[^&#\s\"']+"
+            # ``=>`` is a pair's separator (``password=>"x"``), not a query's.
+            r"(?!>)(?!\[REDACTED)[^&#\s\"']+"
         ),
         r"\1{m}",
     ),

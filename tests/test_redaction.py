@@ -400,7 +400,14 @@ class TestPolicy:
         """Redacting twice (the file, then Sentry's event) changes nothing more."""
         policy = RedactionPolicy()
 
-        for text in ("cfg pw=>hunter2 x", 'h = {"token" => "t0k"}', "a: b", "pw:=x"):
+        for text in (
+            "cfg pw=>hunter2 x",
+            'h = {"token" => "t0k"}',
+            "a: b",
+            "pw:=x",
+            'password=>"hunter2"',
+            "token=>'t0k'",
+        ):
             once = policy.redact_text(text)
             assert "hunter2" not in once
             assert "t0k" not in once
