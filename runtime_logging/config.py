@@ -117,7 +117,12 @@ def _parse_text(setting: str, value: object) -> str:
 def _parse_name(setting: str, value: object) -> str:
     text = _parse_text(setting, value)
     if not _NAME.fullmatch(text):
-        raise _fail(setting, value, "a name of letters, digits, '_', '.' or '-'")
+        raise _fail(
+            setting,
+            value,
+            "a name of letters, digits, '_', '.' or '-' that starts with a letter "
+            "or '_'",
+        )
     return text
 
 
@@ -235,6 +240,11 @@ def _at_least(
     minimum: int, read: Callable[[str, object], int] = parse_size, why: str = ""
 ) -> Callable[[str, object], int]:
     def parse(setting: str, value: object) -> int:
+        text = value.strip() if isinstance(value, str) else None
+        if (type(value) is int and value < minimum) or (
+            text is not None and text.lstrip("-").isdigit() and int(text) < minimum
+        ):
+            raise _fail(setting, value, f"{minimum} or more{why}")
         number = read(setting, value)
         if number < minimum:
             raise _fail(setting, value, f"{minimum} or more{why}")

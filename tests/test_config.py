@@ -245,7 +245,7 @@ class TestConfigFileEncoding:
 
 
 class TestQueueSize:
-    @pytest.mark.parametrize("value", [0, "0"])
+    @pytest.mark.parametrize("value", [0, "0", -1, "-1"])
     def test_zero_refused(self, value):
         """A queue of 0 events would drop every Sentry event: refused, naming it."""
         with pytest.raises(ConfigurationError) as caught:
@@ -258,6 +258,12 @@ class TestQueueSize:
     def test_one_accepted(self):
         """A queue of one event works: one is sent while the next waits."""
         assert load_settings(env={}, queue_size=1).queue_size == 1
+
+
+def test_a_name_must_start_with_a_letter():
+    """The error says what '9svc' lacks: names start with a letter or '_'."""
+    with pytest.raises(ConfigurationError, match="starts with a letter or '_'"):
+        load_settings(env={}, service="9svc")
 
 
 _TABLE = '[runtime_logging]\nlevel = "debug"\n'
