@@ -87,7 +87,7 @@ def _clean_text(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    return str.__str__(text)  # a subclass's own __str__ or __repr__ may raise
 
 
 def unrepresentable(value: object) -> str:

@@ -175,6 +175,63 @@ class TestEscaping:
         assert literal != newline
 
 
+class _Unreadable:
+    def __hash__(self):
+        return 1
+
+    def __repr__(self):
+        raise RuntimeError("repr")
+
+    __str__ = __repr__
+
+
+class _BadStr(str):
+    __slots__ = ()
+
+    def __str__(self):
+        raise RuntimeError("str")
+
+
+class TestUnrepresentable:
+    """A value that can't be shown as it is keeps its line, as the JSON has it."""
+
+    @pytest.mark.parametrize(
+        ("value", "shown", "written"),
+        [
+            (
+                {_Unreadable(): 1},
+                "{'<unrepresentable _Unreadable>': 1}",
+                '{"<unrepresentable _Unreadable>":1}',
+            ),
+            (
+                {(1, _Unreadable()): 2},
+                "{'<unrepresentable tuple>': 2}",
+                '{"<unrepresentable tuple>":2}',
+            ),
+            (_BadStr("s"), "s", '"s"'),
+            (10**5000, hex(10**5000), f'"{hex(10**5000)}"'),
+        ],
+        ids=["dict key", "tuple key", "str subclass", "int past 4300 digits"],
+    )
+    def test_shown_with_the_json_lines_marker(self, value, shown, written):
+        """The pretty line is kept, not dropped, and shows what the file writes."""
+        pretty, json_lines = io.StringIO(), io.StringIO()
+        sink = ConsoleSink(pretty, style="pretty", color="never")
+        service = configure_logging(
+            env={},
+            console="off",
+            log_dir="off",
+            handle_signals=False,
+            sinks=[sink, ConsoleSink(json_lines, style="json")],
+        )
+
+        service.get_logger("x").info("kept", v=value, after="next")
+
+        assert (sink.delivered, sink.dropped) == (1, 0)
+        assert pretty.getvalue().endswith(f"[x] kept v={shown} after=next\n")
+        assert f'"v":{written},' in json_lines.getvalue()
+
+
 class TestLocals:
     def test_locals_are_redacted(self, make_log_file):
         """With include_locals, frame variables appear, secrets redacted."""

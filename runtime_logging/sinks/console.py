@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Any, TextIO
 
+from runtime_logging._encoding import to_jsonable
 from runtime_logging._pipeline import LogEvent
 from runtime_logging.schema import STANDARD_KEYS
 from runtime_logging.sinks import Sink
@@ -59,6 +60,15 @@ def _value(value: Any) -> str:
     return '"' + escape(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
+def _field_as_written(key: object, value: Any) -> str:
+    """One field; if it can't be shown as it is, as its JSON line writes it."""
+    try:
+        return f"{escape(str(key))}={_value(value)}"
+    except Exception:
+        ((written_key, written),) = to_jsonable({key: value}).items()
+        return f"{escape(written_key)}={_value(written)}"
+
+
 def exception_lines(data: dict[str, Any]) -> list[str]:
     """Traceback-like text for a structured ``exception`` object."""
     lines: list[str] = []
@@ -96,11 +106,18 @@ def render_pretty(fields: dict[str, Any], colors: bool = False) -> str:
         f"[{escape(str(fields.get('logger', '')))}]",
         escape(str(fields.get("event", ""))),
     ]
-    parts += [
-        f"{escape(str(key))}={_value(value)}"
-        for key, value in fields.items()
-        if key not in _SKIPPED
-    ]
+    try:
+        parts += [
+            f"{escape(str(key))}={_value(value)}"
+            for key, value in fields.items()
+            if key not in _SKIPPED
+        ]
+    except Exception:  # a repr or str that raises, an int too long for decimal
+        parts += [
+            _field_as_written(key, value)
+            for key, value in fields.items()
+            if key not in _SKIPPED
+        ]
     text = " ".join(parts)
     exception = fields.get("exception")
     if isinstance(exception, dict):
