@@ -355,9 +355,9 @@ def _url_problem(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(bare)
         port = parts.port
-    except ValueError:
-        host_port = re.split(r"[/?#]", bare.partition("://")[2], maxsplit=1)[0]
-        return f"whose host and port {host_port!r} can't be read"
+    except ValueError:  # its text may be a password: not shown
+        hint = " (write a '/', '?' or '#' in a user-info as %2F, %3F, %23)"
+        return "whose host and port can't be read" + hint * ("@" in url)
     if not parts.hostname:
         return "which names no host"
     if port == 0:
@@ -548,11 +548,28 @@ class Settings:
         return shown
 
 
+def _readable_authority(url: str) -> bool:
+    """Whether *url*'s authority, as urllib reads it, is a host and port."""
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 - reading it is the check
+    except ValueError:
+        return False
+    return True
+
+
 def split_url_credentials(url: str) -> tuple[str, str] | None:
-    """*url*'s user-info, as written, and *url* without it; None without one."""
+    """*url*'s user-info, as written, and *url* without it; None without one.
+
+    The authority ends at the first '/', '?' or '#', as for urllib: an '@'
+    after it is in the path. Only when that authority can't be read as a
+    host and port is the user-info taken up to the last '@' before the query:
+    a password written with an unquoted '/'.
+    """
     scheme, sep, rest = url.partition("://")
-    # The last '@' before the query: a password may hold '@' or '/' unquoted.
-    userinfo, at, _ = re.split(r"[?#]", rest, maxsplit=1)[0].rpartition("@")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if not at and not _readable_authority(url):
+        userinfo, at, _ = re.split(r"[?#]", rest, maxsplit=1)[0].rpartition("@")
     if not sep or not at:
         return None
     return userinfo, f"{scheme}://{rest[len(userinfo) + 1 :]}"
@@ -565,8 +582,13 @@ def mask_url(url: str) -> str:
     a proxy in front of Loki may take its token there.
     """
     split = split_url_credentials(url)
+    scheme, sep, rest = url.partition("://")
     if split is not None:
         url = split[1].replace("://", "://********@", 1)
+    elif sep and "@" in rest and not _readable_authority(url):
+        # A password holding '?' or '#' unquoted: up to the last '@' it may
+        # be, whatever it holds.
+        url = f"{scheme}://********@{rest.rpartition('@')[2]}"
     start = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
     if start < 0:
         return url

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runtime_logging import ConfigurationError, configure_logging, load_settings
-from runtime_logging.config import parse_duration, parse_size
+from runtime_logging.config import parse_duration, parse_size, split_url_credentials
 
 
 class TestDefaults:
@@ -189,14 +189,14 @@ class TestUrls:
     @pytest.mark.parametrize(
         ("name", "value", "shown"),
         [
-            ("loki_url", "http://127.0.0.1:99999", "'127.0.0.1:99999'"),
-            ("loki_url", "http://127.0.0.1:abc", "'127.0.0.1:abc'"),
-            ("loki_url", "http://[::1", "'[::1'"),
+            ("loki_url", "http://127.0.0.1:99999", "'http://127.0.0.1:99999'"),
+            ("loki_url", "http://127.0.0.1:abc", "'http://127.0.0.1:abc'"),
+            ("loki_url", "http://[::1", "'http://[::1'"),
             ("loki_url", "http://127.0.0.1:0", "port is 0"),
             ("loki_url", "http://:3100", "names no host"),
-            ("loki_url", "https://u:pw/x@127.0.0.1:99999", "'127.0.0.1:99999'"),
-            ("sentry_dsn", "http://public@127.0.0.1:99999/1", "'127.0.0.1:99999'"),
-            ("sentry_dsn", "http://public@127.0.0.1:abc/1", "'127.0.0.1:abc'"),
+            ("loki_url", "https://u:pw/x@127.0.0.1:99999", "@127.0.0.1:99999'"),
+            ("sentry_dsn", "http://public@127.0.0.1:99999/1", "@127.0.0.1:99999/1'"),
+            ("sentry_dsn", "http://public@127.0.0.1:abc/1", "@127.0.0.1:abc/1'"),
         ],
     )
     def test_unreadable_host_or_port_refused(self, name, value, shown):
@@ -209,6 +209,34 @@ class TestUrls:
         assert shown in message
         assert "pw/x" not in message
         assert "public" not in message
+
+    @pytest.mark.parametrize(
+        ("name", "value", "secret"),
+        [
+            ("loki_url", "http://user:S3CRETpw?x@127.0.0.1:3100", "S3CRETpw"),
+            ("loki_url", "http://user:S3CRET#pw@127.0.0.1:3100", "S3CRET"),
+            ("sentry_dsn", "https://S3CRETKEY:x?y@127.0.0.1/1", "S3CRETKEY"),
+        ],
+    )
+    def test_unquoted_query_mark_in_user_info_not_shown(self, name, value, secret):
+        """A password holding an unquoted '?' or '#' is refused, never shown."""
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(env={}, **{name: value})
+
+        message = str(caught.value)
+        assert f"`{name}` is '" in message
+        assert "can't be read" in message
+        assert "%3F" in message
+        assert secret not in message
+
+    def test_at_in_path_is_not_user_info(self):
+        """An '@' after the host and port is in the path: it names no host."""
+        url = "http://127.0.0.1:3100/tenant@acme/"
+
+        settings = load_settings(env={}, loki_url=url)
+
+        assert split_url_credentials(url) is None
+        assert settings.masked()["loki_url"] == url
 
     @pytest.mark.parametrize(
         "url", ["http://127.0.0.1:99999", "http://127.0.0.1:abc", "http://[::1"]
