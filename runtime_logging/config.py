@@ -69,6 +69,9 @@ def _fail(setting: str, value: object, expected: str) -> ConfigurationError:
     field = _FIELDS.get(setting)
     if field is not None and field.metadata["secret"]:
         shown = f"a secret (not shown) of type {type(value).__name__}"
+    elif field is not None and field.metadata["parse"] in {_parse_url, _parse_dsn}:
+        # A URL's user-info may hold a password: not shown in any other type.
+        shown = f"of type {type(value).__name__} (not shown)"
     else:
         shown = repr(value)
     return ConfigurationError(f"`{setting}` is {shown}; expected {expected}. {fix}")
@@ -669,9 +672,15 @@ def _settings_table(path: Path, document: dict[str, Any]) -> dict[str, Any]:
     """The ``[runtime_logging]`` table; settings beside it would be ignored."""
     table = document["runtime_logging"]
     if not isinstance(table, dict):
+        # Not shown: the settings in it may hold passwords.
+        shown = (
+            "an array of tables ([[runtime_logging]])"
+            if isinstance(table, list)
+            else f"a value of type {type(table).__name__}"
+        )
         raise ConfigurationError(
-            f"The config file {str(path)!r} sets `runtime_logging` to "
-            f"{table!r}; it is a table: write the settings under [runtime_logging]."
+            f"The config file {str(path)!r} sets `runtime_logging` to {shown}; "
+            "it is a table: write the settings under [runtime_logging]."
         )
     # Other tables are other programs' sections of a shared file.
     beside = [

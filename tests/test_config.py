@@ -340,6 +340,21 @@ class TestConfigFileTable:
         with pytest.raises(ConfigurationError, match=r"\[runtime_logging\]"):
             load_settings(config, env={})
 
+    def test_array_of_tables_refused_without_its_values(self, tmp_path):
+        """`[[runtime_logging]]` is refused, its passwords not shown."""
+        config = tmp_path / "c.toml"
+        config.write_text(
+            '[[runtime_logging]]\nloki_url = "http://127.0.0.1:3100"\n'
+            'loki_username = "u"\nloki_password = "s3cr3t"\n'
+        )
+
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(config, env={})
+
+        message = str(caught.value)
+        assert "an array of tables ([[runtime_logging]])" in message
+        assert "s3cr3t" not in message
+
 
 class TestMetricsPrefix:
     @pytest.mark.parametrize("value", ["my-app", "1app", "my app", "app.x"])
@@ -406,6 +421,8 @@ class TestSecretsInErrors:
             ("sentry_dsn", 987654),
             ("sentry_dsn", "s3cr3t@127.0.0.1/1"),
             ("sentry_dsn", "s3cr3t"),
+            ("loki_url", ["http://u:s3cr3t@127.0.0.1:3100"]),
+            ("loki_url", {"url": "http://u:s3cr3t@127.0.0.1:3100"}),
         ],
     )
     def test_refused_secret_is_not_shown(self, name, value):
