@@ -776,6 +776,8 @@ def check_loki_credential(
     place = value.index(wrong)
     where = "ends in" if place == len(value) - 1 else f"holds at position {place}"
     shown = "(a secret, not shown)" if secret else f"is {value!r} and"
+    if wrong == ":" and not secret:  # what follows it may be the password
+        shown = "(not shown)"
     kind = "an HTTP header" if header else "basic authentication"
     hint = " (a value read from a file keeps its last newline)" * (wrong in "\r\n")
     raise ConfigurationError(

@@ -947,6 +947,10 @@ class TestConfiguration:
                 {"loki_username": "u:v", "loki_password": "s3cr3t-pass"},
                 "loki_username",
             ),
+            (
+                {"loki_username": "admin:s3cr3t-pass", "loki_password": "x"},
+                "loki_username",
+            ),
         ],
     )
     def test_credential_a_header_cant_carry_refused(self, loki, settings, named):
