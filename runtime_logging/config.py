@@ -756,12 +756,13 @@ _NOT_IN_BASIC = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def check_loki_credential(
-    setting: str, value: str, *, header: bool, secret: bool = False
+    setting: str, value: str, *, header: bool, secret: bool = False, part: str = ""
 ) -> None:
     """Refuse a Loki credential that would fail every push, never showing a secret.
 
     With *header* the value is sent as it is in an HTTP header; otherwise it
-    goes into basic authentication (``user:password``, base64).
+    goes into basic authentication (``user:password``, base64). *part* names
+    the piece of the setting's value that *value* is.
     """
     if header:
         bad = _HEADER_VALUE.fullmatch(value) is None
@@ -779,16 +780,39 @@ def check_loki_credential(
     if wrong == ":" and not secret:  # what follows it may be the password
         shown = "(not shown)"
     kind = "an HTTP header" if header else "basic authentication"
-    hint = " (a value read from a file keeps its last newline)" * (wrong in "\r\n")
+    from_file = wrong in "\r\n" and not part  # a URL's is written %0A
+    hint = " (a value read from a file keeps its last newline)" * from_file
+    named = f"`{setting}` {part}".rstrip()
     raise ConfigurationError(
-        f"`{setting}` {shown} {where} {wrong!r}, which {kind} can't carry: every "
+        f"{named} {shown} {where} {wrong!r}, which {kind} can't carry: every "
         f"push to Loki would fail. Set `{setting}` without it{hint}."
     )
 
 
+def loki_url_credentials(url: str) -> tuple[str, str, str, str] | None:
+    """*url*'s user-info as written, *url* without it, and the user and password.
+
+    Raises:
+        ConfigurationError: basic authentication can't carry the user or
+            password, once decoded; neither is shown.
+    """
+    credentials = split_url_credentials(url)
+    if credentials is None:
+        return None
+    userinfo, bare = credentials
+    username, _, password = (
+        urllib.parse.unquote(part) for part in userinfo.partition(":")
+    )
+    for part, value in (("user", username), ("password", password)):
+        check_loki_credential(
+            "loki_url", value, header=False, secret=True, part=f"user-info's {part}"
+        )
+    return userinfo, bare, username, password
+
+
 def _check_loki(settings: Settings) -> None:
     """Refuse Loki settings that each parse but fail together at run time."""
-    in_url = split_url_credentials(settings.loki_url) is not None
+    in_url = loki_url_credentials(settings.loki_url) is not None
     basic = bool(settings.loki_username or settings.loki_password)
     if sum((in_url, basic, bool(settings.loki_token))) > 1:
         raise ConfigurationError(

@@ -962,6 +962,21 @@ class TestConfiguration:
         assert "s3cr3t" not in str(caught.value)
         assert loki.pushes == []
 
+    @pytest.mark.parametrize(
+        "userinfo", ["u:s3cr3t%0Apass", "u%0D:s3cr3t-pass", "u:s3cr3t%00"]
+    )
+    def test_url_credentials_checked_when_settings_are_read(self, userinfo):
+        """`runtime-logging check` refuses them as configure_logging() does."""
+        from runtime_logging.config import load_settings
+
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(env={}, loki_url=f"http://{userinfo}@127.0.0.1:9")
+
+        message = str(caught.value)
+        assert message.startswith("`loki_url` user-info's ")
+        assert "loki_password" not in message
+        assert "s3cr3t" not in message
+
     def test_credential_refused_by_the_sink_itself(self, loki):
         """A sink made in code checks its credentials as the settings do."""
         with pytest.raises(ConfigurationError, match="loki_token") as caught:

@@ -40,7 +40,6 @@ import re
 import socket
 import threading
 import time
-import urllib.parse
 from collections.abc import Mapping, Sequence
 
 import orjson
@@ -54,8 +53,8 @@ from runtime_logging.config import (
     LOKI_MIN_LINE_BYTES,
     Settings,
     check_loki_credential,
+    loki_url_credentials,
     mask_url,
-    split_url_credentials,
 )
 from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, field_key
 from runtime_logging.sinks._queue import QueuedSink
@@ -171,12 +170,9 @@ class LokiSink(QueuedSink):
         push_url = (base if base.endswith(PUSH_PATH) else base + PUSH_PATH) + query
         #: The push URL as reports show it: user-info and query values masked.
         self.url = mask_url(push_url)
-        credentials = split_url_credentials(push_url)
+        credentials = loki_url_credentials(push_url)
         if credentials is not None:
-            userinfo, push_url = credentials
-            username, _, password = (
-                urllib.parse.unquote(part) for part in userinfo.partition(":")
-            )
+            _, push_url, username, password = credentials
         check_loki_credential("loki_tenant", tenant, header=True)
         check_loki_credential("loki_token", token, header=True, secret=True)
         check_loki_credential("loki_username", username, header=False)
