@@ -592,15 +592,40 @@ def mask_url(url: str) -> str:
         # A password holding '?' or '#' unquoted: up to the last '@' it may
         # be, whatever it holds.
         url = f"{scheme}://********@{rest.rpartition('@')[2]}"
+    return _masked_query(url)[0]
+
+
+def _masked_query(url: str) -> tuple[str, list[str]]:
+    """*url* with its query and fragment values masked, and those values."""
     start = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
     if start < 0:
-        return url
+        return url, []
     parts = re.split(r"([?#&;])", url[start:])
+    hidden = []
     for i in range(2, len(parts), 2):  # the parameters, between the separators
         name, equals, value = parts[i].partition("=")
         if value or (name and not equals):
+            hidden.append(value if equals else name)
             parts[i] = f"{name}{equals}********" if equals else "********"
-    return url[:start] + "".join(parts)
+    return url[:start] + "".join(parts), hidden
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """What `mask_url` hides of *url*: its password and query values.
+
+    Each as written and decoded: an answer may echo either.
+    """
+    split = split_url_credentials(url)
+    userinfo = "" if split is None else split[0]
+    written = [userinfo, userinfo.partition(":")[2], *_masked_query(url)[1]]
+    return tuple(
+        {
+            form
+            for text in written
+            if text
+            for form in (text, urllib.parse.unquote(text))
+        }
+    )
 
 
 SETTING_NAMES = tuple(field.name for field in dataclasses.fields(Settings))

@@ -1006,6 +1006,20 @@ class TestConfiguration:
         assert authorization.split()[1] not in detail + capfd.readouterr().err
         assert "s3cr3t" not in detail
 
+    def test_failures_never_show_the_urls_credentials(self, loki, capfd):
+        """An answer echoing the URL's query token or password is shown masked."""
+        url = loki.url.replace("http://", "http://u:s3cr3t%2Fpass@")
+        sink = LokiSink(f"{url}/?token=s3cr3t-query", batch_interval=60)
+        loki.answer(400, text="no: ?token=s3cr3t-query, s3cr3t%2Fpass, s3cr3t/pass")
+        service = _configure("", sinks=[sink])
+        service.get_logger().info("refused")
+        service.flush()
+        detail = sink.health().detail
+        service.shutdown()
+
+        assert "400" in detail
+        assert "s3cr3t" not in detail + capfd.readouterr().err
+
     def test_username_without_password_refused(self):
         with pytest.raises(ConfigurationError, match="loki_password"):
             _configure("http://127.0.0.1:9", loki_username="u")

@@ -55,6 +55,7 @@ from runtime_logging.config import (
     check_loki_credential,
     loki_url_credentials,
     mask_url,
+    url_secrets,
 )
 from runtime_logging.schema import STANDARD_KEYS, TRACE_KEYS, field_key
 from runtime_logging.sinks._queue import QueuedSink
@@ -202,7 +203,11 @@ class LokiSink(QueuedSink):
         #: The secrets as a failure's text could show them, longest first.
         authorization = self._headers.get("Authorization", "")
         self._secrets = _shown_forms(
-            token, password, authorization, authorization.partition(" ")[2]
+            token,
+            password,
+            authorization,
+            authorization.partition(" ")[2],
+            *url_secrets(url),
         )
         self._last_time: dict[tuple[tuple[str, str], ...], int] = {}
         self._last_stream: tuple[list[object], dict[str, str]] = (
