@@ -337,10 +337,10 @@ def _pretty(args: argparse.Namespace) -> int:
         try:
             fields = json.loads(text)
         except (ValueError, RecursionError):  # nested deeper than Python reads
-            out.write(f"(not JSON) {escape(text)}\n")
+            _write(out, f"(not JSON) {escape(text)}\n")
             continue
         if not (isinstance(fields, dict) and "level" in fields and "event" in fields):
-            out.write(f"(not a record) {escape(text)}\n")
+            _write(out, f"(not a record) {escape(text)}\n")
             continue
         level = _level_number(fields["level"])
         if level is not None and level < threshold:
@@ -351,8 +351,21 @@ def _pretty(args: argparse.Namespace) -> int:
             shown = render_pretty(fields, colors=args.color == "always")
         except Exception:  # whatever odd JSON a line holds, the line is shown
             shown = f"(not a record) {escape(text)}\n"
-        out.write(shown)
+        _write(out, shown)
     return _warn(problems)
+
+
+def _write(out: TextIO, text: str) -> None:
+    r"""Write *text*; what *out*'s encoding can't hold is escaped, as on stderr.
+
+    Valid JSON can hold a lone surrogate (``"\ud800"``), which no encoding
+    writes as it is.
+    """
+    try:
+        out.write(text)
+    except UnicodeEncodeError:
+        encoding = out.encoding or "utf-8"
+        out.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 #: Other loggers' names for the schema's levels, as ``pretty`` reads them.

@@ -375,6 +375,24 @@ class TestOddJson:
         report = json.loads(stats.stdout)
         assert (report["events"], report["unreadable_lines"]) == (1, 1)
 
+    def test_lone_surrogate_escaped(self, tmp_path):
+        """A lone surrogate in a valid JSON line is shown escaped; then the next."""
+        path = tmp_path / "app.log"
+        path.write_text(
+            json.dumps({**LINES[2], "event": "a\ud800b", "f": "\udfff"})
+            + "\n"
+            + json.dumps({**LINES[2], "event": "after"})
+            + "\n"
+        )
+
+        pretty = _run("pretty", str(path))
+
+        assert (pretty.returncode, pretty.stderr) == (0, "")
+        first, second = pretty.stdout.splitlines()
+        assert " a\\ud800b " in first
+        assert first.endswith(" f=\\udfff")
+        assert second.split()[-1] == "after"
+
     @pytest.mark.parametrize("odd", list(_ODD_LINES), ids=list(_ODD_LINES))
     def test_stats_counts_what_it_cannot_read(self, tmp_path, capsys, odd):
         """A record stats can't count is an unreadable line; the others count."""
