@@ -321,10 +321,11 @@ def parse_since(
 
 
 def _pretty(args: argparse.Namespace) -> int:
-    threshold = _level_number(args.min_level)
+    threshold = _level_number(_number_or_text(args.min_level))
     if threshold is None:
         raise ConfigurationError(
-            f"`--min-level` is {args.min_level!r}; expected one of {', '.join(LEVELS)}."
+            f"`--min-level` is {args.min_level!r}; expected one of "
+            f"{', '.join(LEVELS)} or a level number such as 30."
         )
     _check_files(args.files)
     since = parse_since(args.since)
@@ -378,6 +379,14 @@ _LEVEL_SPELLINGS = {
     "fatal": "critical",
     "panic": "critical",
 }
+
+
+def _number_or_text(text: str) -> int | str:
+    """*text* as an int when it is one: how a flag spells a level number."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _level_number(value: object) -> int | None:

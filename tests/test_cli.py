@@ -429,6 +429,13 @@ class TestPrettyLevels:
 
         assert shown == [f"ev{i}" for i in range(len(self.LEVELS))]
 
+    def test_min_level_a_number(self, tmp_path, capsys):
+        """--min-level 30 filters as warning does: a number as lines hold it."""
+        by_number = self._events(tmp_path, capsys, "30")
+
+        assert by_number == self._events(tmp_path, capsys, "warning")
+        assert by_number == [f"ev{i}" for i in range(7)]
+
     def test_other_spellings_filtered_unknown_shown(self, tmp_path, capsys):
         """ERROR, fatal and 40 are errors; WARN, info and Trace are below; the
         levels that name none (null, a list, 'verbose') are always shown."""
