@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from runtime_logging._encoding import safe_str
 from runtime_logging.config import LEVELS
 
 if TYPE_CHECKING:
@@ -209,7 +210,12 @@ class Logger(structlog.BoundLoggerBase):
 
 def logger_name(*args: Any) -> str:
     """The structlog logger factory: ``structlog.get_logger("x")`` names it ``x``."""
-    return str(args[0]) if args and args[0] is not None else "root"
+    name = args[0] if args else None
+    if name is None:
+        return "root"
+    # A str subclass by its characters; any other object by its str(), or
+    # its marker when that raises: getting a logger never raises.
+    return str.__str__(name) if isinstance(name, str) else safe_str(name)
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Logger:

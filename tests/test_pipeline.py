@@ -261,6 +261,27 @@ class TestHookPoints:
 
 
 class TestNeverRaises:
+    def test_logger_names_that_cant_be_shown(self, make_log_file):
+        """A name whose str() raises still gives a logger; a str subclass its text."""
+
+        class Odd(str):  # noqa: SLOT000
+            def __str__(self):
+                raise RuntimeError("no str")
+
+        class Unprintable:
+            def __str__(self):
+                raise RuntimeError("no str")
+
+        log_file = make_log_file()
+
+        get_logger(Odd("odd.name")).info("one")
+        structlog.get_logger(Unprintable()).info("two")
+
+        odd, unprintable = (line["logger"] for line in log_file.lines())
+        assert odd == "odd.name"
+        assert unprintable.startswith("<unrepresentable ")
+        assert unprintable.endswith("Unprintable>")
+
     def test_failing_processor_is_counted_and_the_line_kept(self, tmp_path, capfd):
         """A processor that raises never escapes; the line is written without it."""
 
