@@ -82,7 +82,8 @@ def _dataclass_fields(value: Any) -> dict[str, Any]:
     }
 
 
-def _clean_text(text: str) -> str:
+def clean_text(text: str) -> str:
+    """*text* as a plain str that encodes to UTF-8 (lone surrogates escaped)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -98,22 +99,22 @@ def unrepresentable(value: object) -> str:
 def safe_repr(value: object) -> str:
     """``repr(value)`` as clean text, or its marker when that raises."""
     try:
-        return _clean_text(repr(value))
+        return clean_text(repr(value))
     except Exception:
         return unrepresentable(value)
 
 
 def safe_str(value: object) -> str:
-    """``str(value)``, or its marker when that raises."""
+    """``str(value)``; when that raises, a str subclass's characters or the marker."""
     try:
         return value if type(value) is str else str(value)
     except Exception:
-        return unrepresentable(value)
+        return str.__str__(value) if isinstance(value, str) else unrepresentable(value)
 
 
 def _key(key: object) -> str:
     if isinstance(key, str):
-        return _clean_text(key)
+        return clean_text(key)
     if isinstance(key, (int, float, uuid.UUID, enum.Enum, bool)) or key is None:
         return str(key)
     return safe_repr(key)
@@ -130,7 +131,7 @@ def _plain_scalar(value: object) -> Any:
         number = float(value)
         return number if math.isfinite(number) else NON_FINITE[repr(number)]
     if isinstance(value, str):
-        return _clean_text(value)
+        return clean_text(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

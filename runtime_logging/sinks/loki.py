@@ -46,8 +46,7 @@ import orjson
 import urllib3
 import urllib3.connection
 
-from runtime_logging._encoding import _clean_text as clean_text
-from runtime_logging._encoding import safe_str
+from runtime_logging._encoding import clean_text, safe_str
 from runtime_logging._pipeline import LogEvent
 from runtime_logging.config import (
     LOKI_MIN_LINE_BYTES,
@@ -244,10 +243,10 @@ class LokiSink(QueuedSink):
         what is sent, and a line larger than the whole buffer still goes.
         """
         if len(event.json_line) > self._longest:
-            event = self._cut(event)
+            event = self._shortened(event)
         QueuedSink.emit(self, event)
 
-    def _cut(self, event: LogEvent) -> LogEvent:
+    def _shortened(self, event: LogEvent) -> LogEvent:
         line = event.json_line.rstrip(b"\n")
         if len(line) <= self.max_line_bytes:
             return event
@@ -649,10 +648,9 @@ def _record_time(event: LogEvent) -> int:
 def _loki_text(value: object, limit: int) -> str:
     """*value* as text Loki takes: UTF-8 (cleaned as the line is), *limit* bytes."""
     text = safe_str(value)
-    if text.isascii():
-        return text if len(text) <= limit else text[:limit]
-    encoded = clean_text(text).encode("utf-8")
-    return encoded[:limit].decode("utf-8", "ignore")
+    if text.isascii() and len(text) <= limit:
+        return text
+    return _cut(clean_text(text), limit)
 
 
 def _retry_after(value: str | None) -> float | None:
