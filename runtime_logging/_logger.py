@@ -210,12 +210,8 @@ class Logger(structlog.BoundLoggerBase):
 
 def logger_name(*args: Any) -> str:
     """The structlog logger factory: ``structlog.get_logger("x")`` names it ``x``."""
-    name = args[0] if args else None
-    if name is None:
-        return "root"
-    # A str subclass by its characters; any other object by its str(), or
-    # its marker when that raises: getting a logger never raises.
-    return str.__str__(name) if isinstance(name, str) else safe_str(name)
+    # Never raises: a name whose str() does is named as safe_str says.
+    return safe_str(args[0]) if args and args[0] is not None else "root"
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Logger:
