@@ -346,34 +346,66 @@ class Pipeline:
 
         None when a processor dropped it, or when it was lost (and counted).
         """
+        return self.stdlib_event(
+            record.name,
+            record.levelno,
+            int(record.created * 1_000_000_000),
+            record.msg,
+            record.args,
+            record.exc_info,
+            record.stack_info,
+            fields,
+            record,
+        )
+
+    def stdlib_event(
+        self,
+        logger: str,
+        level: int,
+        time_ns: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        stack: str | None,
+        fields: dict[str, Any],
+        record: logging.LogRecord | None = None,
+    ) -> LogEvent | None:
+        """The finished event for a stdlib call, with or without its *record*.
+
+        The message is *record*'s own ``getMessage()`` when there is one, else
+        made as a `logging.LogRecord` makes it. Never raises; None as for
+        `record_event`.
+        """
         try:
             try:
-                message = record.getMessage()
+                if record is not None:
+                    message = record.getMessage()
+                else:
+                    message = str(msg)
+                    if args:
+                        message = message % args
             except Exception as error:
-                message = safe_str(record.msg)
+                message = safe_str(msg)
                 fields["format_error"] = (
-                    f"{safe_repr(error)} with args {safe_repr(record.args)}"
+                    f"{safe_repr(error)} with args {safe_repr(args)}"
                 )
             context = _context_var.get()
             if context:
                 fields = {**context, **fields}
-            exc_info = resolve_exc_info(record.exc_info) if record.exc_info else None
-            time_ns = int(record.created * 1_000_000_000)
-            template = safe_str(record.msg) if record.args else None
             return self._process(
-                record.name,
-                record.levelno,
+                logger,
+                level,
                 time_ns,
                 message,
                 fields,
-                exc_info,
-                template,
-                record.stack_info or None,
+                resolve_exc_info(exc_info) if exc_info else None,
+                safe_str(msg) if args else None,
+                stack or None,
             )
         except DropEvent:
             return None
         except Exception as error:
-            return self._salvaged(record.name, record.levelno, record.msg, error)
+            return self._salvaged(logger, level, msg, error)
 
     def _salvaged(
         self, logger: str, level: int, message: object, error: Exception

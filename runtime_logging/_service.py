@@ -121,7 +121,7 @@ class LoggingService:
                     # in place: its file sink still appends what they log.
                     _logger.active.reset()
                 structlog.reset_defaults()
-                _stdlib.restore_make_record()
+                _stdlib.restore_logger_methods()
                 logging.captureWarnings(False)
             self._uninstall_stdlib()
         deadline = time.monotonic() + (
@@ -423,7 +423,7 @@ def configure_logging(
             cache_logger_on_first_use=False,
         )
         if resolved.capture_stdlib:
-            _stdlib.install_make_record()
+            _stdlib.install_direct_route()
             service._install_stdlib()  # noqa: SLF001 - the service's own set-up step
         if resolved.handle_signals:
             service._install_signals()  # noqa: SLF001 - the service's own set-up step

@@ -153,7 +153,7 @@ def shutdown_logging() -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(logging.WARNING)
-    _stdlib.restore_make_record()
+    _stdlib.restore_logger_methods()
     clear_context()
 
 

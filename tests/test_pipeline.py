@@ -646,3 +646,170 @@ class TestNoCallRaises:
         assert "key=v" in err
         assert "[early]" in err
         assert "[late]" in err
+
+
+class TestStdlibDirectRoute:
+    """A record only the pipeline would see skips the LogRecord, same line.
+
+    Any other listener (a second handler, a filter, a record factory, a
+    patched logger method) gets the stdlib's own way and sees the record.
+    """
+
+    @staticmethod
+    def _calls():
+        return (
+            ("plain %s", ("x",), {}),
+            ("mapping %(a)s", ({"a": 1},), {}),
+            ("bad %d", ("many",), {}),
+            ("fields", (), {"extra": {"task_id": "t-1", "count": 3, "message": "m"}}),
+            ("no args but %s", (), {}),
+            ("exception", (), {"exc_info": ValueError("boom")}),
+            ("password=hunter2", (), {"extra": {"api_key": "s3cr3t"}}),
+        )
+
+    @staticmethod
+    def _without_time(line):
+        return {k: v for k, v in line.items() if k != "timestamp"}
+
+    @pytest.fixture
+    def lib(self):
+        """A logger of its own, its handlers and filters gone after the test."""
+        logger = logging.getLogger("direct_route")
+        yield logger
+        logger.handlers.clear()
+        logger.filters.clear()
+        logger.disabled = False
+        logger.propagate = True
+
+    def test_same_line_as_through_a_record(self, log_file, lib):
+        """Each call writes what it writes when another handler forces a record."""
+        for message, args, kwargs in self._calls():
+            lib.warning(message, *args, **kwargs)
+        lib.addHandler(logging.NullHandler())
+        for message, args, kwargs in self._calls():
+            lib.warning(message, *args, **kwargs)
+
+        lines = [self._without_time(line) for line in log_file.lines()]
+        count = len(self._calls())
+        direct, recorded = lines[:count], lines[count:]
+        assert direct == recorded
+        assert direct[1]["event"] == "mapping 1"
+        assert direct[3]["message"] == "m"
+        assert direct[5]["exception"]["type"] == "ValueError"
+        assert "s3cr3t" not in str(direct)
+        assert "hunter2" not in str(direct)
+
+    def test_exception_being_handled(self, log_file, lib):
+        """``exc_info=True`` and ``logger.exception`` take the current exception."""
+        try:
+            raise KeyError("k")
+        except KeyError:
+            lib.exception("failed")
+            lib.error("again", exc_info=True)
+
+        first, second = log_file.lines()
+        assert first["exception"]["type"] == second["exception"]["type"] == "KeyError"
+
+    def test_no_record_is_made_when_only_the_pipeline_listens(
+        self, log_file, monkeypatch, lib
+    ):
+        """The caller's frame is not looked up for a line that never shows it."""
+        looked_up = []
+        stdlib_find_caller = logging.Logger.findCaller
+
+        def find_caller(self, *args):
+            looked_up.append(self.name)
+            return stdlib_find_caller(self, *args)
+
+        monkeypatch.setattr(logging.Logger, "findCaller", find_caller)
+        lib.info("direct")
+        assert looked_up == []
+        lib.info("with its stack", stack_info=True)
+        assert looked_up == ["direct_route"]
+        assert [line["event"] for line in log_file.lines()] == [
+            "direct",
+            "with its stack",
+        ]
+
+    def test_another_handler_sees_every_record(self, log_file, lib):
+        seen = []
+
+        class Collect(logging.Handler):
+            def emit(self, record):
+                seen.append((record.getMessage(), record.funcName))
+
+        handler = Collect()
+        lib.addHandler(handler)
+        lib.getChild("sub").info("hello %s", "you")
+
+        assert seen == [("hello you", "test_another_handler_sees_every_record")]
+        assert [line["event"] for line in log_file.lines()] == ["hello you"]
+
+    def test_a_logger_filter_still_drops(self, log_file, lib):
+        lib.addFilter(lambda record: "keep" in record.getMessage())
+        lib.info("keep this")
+        lib.info("drop this")
+        lib.getChild("child").info("a child's record: no logger filter")
+
+        assert [line["event"] for line in log_file.lines()] == [
+            "keep this",
+            "a child's record: no logger filter",
+        ]
+
+    def test_a_disabled_logger_and_a_handler_filter(self, log_file, lib):
+        lib.disabled = True
+        lib.warning("never")
+        lib.disabled = False
+        handler = log_file.service._handler
+        handler.addFilter(lambda record: record.name != "direct_route.filtered")
+        lib.getChild("filtered").warning("never either")
+        lib.warning("kept")
+
+        assert [line["event"] for line in log_file.lines()] == ["kept"]
+
+    def test_a_record_factory_is_used(self, log_file, lib):
+        """A factory's added attribute arrives as a field, as it did before."""
+        stdlib_factory = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs):
+            record = stdlib_factory(*args, **kwargs)
+            record.request_id = "r-7"
+            return record
+
+        logging.setLogRecordFactory(factory)
+        try:
+            lib.info("with factory")
+        finally:
+            logging.setLogRecordFactory(stdlib_factory)
+
+        [line] = log_file.lines()
+        assert line["request_id"] == "r-7"
+
+    def test_a_patched_call_handlers_still_runs(self, log_file, monkeypatch, lib):
+        """A tool that wraps ``Logger.callHandlers`` (sentry-sdk does) sees records."""
+        seen = []
+        stdlib_call_handlers = logging.Logger.callHandlers
+
+        def call_handlers(self, record):
+            seen.append(record.getMessage())
+            stdlib_call_handlers(self, record)
+
+        monkeypatch.setattr(logging.Logger, "callHandlers", call_handlers)
+        lib.info("watched")
+
+        assert seen == ["watched"]
+        assert [line["event"] for line in log_file.lines()] == ["watched"]
+
+    def test_not_propagating_logger_without_handlers(self, log_file, capfd, lib):
+        """No handler on the way: the stdlib's last resort, as without the toolkit."""
+        lib.propagate = False
+        lib.warning("to stderr")
+
+        assert log_file.lines() == []
+        assert "to stderr" in capfd.readouterr().err
+
+    def test_stdlib_route_is_back_after_shutdown(self, log_file):
+        stdlib_log = logging.Logger.__dict__["_log"]
+        assert stdlib_log.__module__ == "runtime_logging._stdlib"
+        log_file.service.shutdown()
+        assert logging.Logger.__dict__["_log"].__module__ == "logging"
