@@ -13,12 +13,18 @@ first event of a process also pays sentry-sdk's one-off work.
 Part two times the redaction step alone on a clean event, an event whose
 fields hold URLs and timestamps but no secret, and one with secrets.
 
+Part three is the first error of a fresh process, Sentry hung, after a
+start-up of 0.3 s: what the error call takes, and how much the 2 000 calls
+after it are delayed in all while the sink's thread builds that first event
+(sentry-sdk's one-off work included).
+
     python benchmarks/sentry_cost.py [--calls 20000] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -89,6 +95,52 @@ def trial(
     return times, background
 
 
+#: Calls before and after the first error, and the start-up before them.
+FIRST_ERROR_CALLS = (1000, 2000)
+STARTUP_SECONDS = 0.3
+
+
+def first_error(dsn: str, directory: str) -> dict[str, float]:
+    """In this fresh process: the first error's time and the delay after it."""
+    service = runtime_logging.configure_logging(
+        env={}, console="off", log_dir=directory, handle_signals=False, sentry_dsn=dsn
+    )
+    time.sleep(STARTUP_SECONDS)
+    log = service.get_logger("bench")
+    clock = time.perf_counter_ns
+    before, after = FIRST_ERROR_CALLS
+    times = []
+    for number in range(before + 1 + after):
+        method = log.error if number == before else log.info
+        start = clock()
+        method(MESSAGE, **FIELDS)
+        times.append(clock() - start)
+    service.shutdown(timeout=0.5)
+    usual = statistics.median(times[:before])
+    later = times[before + 1 :]
+    return {
+        "error_us": times[before] / 1000,
+        "delay_after_ms": sum(max(0.0, t - usual) for t in later) / 1e6,
+        "slowest_after_ms": max(later) / 1e6,
+    }
+
+
+def first_errors(dsn: str, rounds: int, work: str) -> dict[str, float]:
+    """`first_error` in *rounds* fresh processes: the median of each figure."""
+    figures: dict[str, list[float]] = {}
+    for number in range(rounds):
+        directory = str(Path(work) / f"first-{number}")
+        child = subprocess.run(
+            [sys.executable, __file__, "--first-error", dsn, directory],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for key, value in json.loads(child.stdout.splitlines()[-1]).items():
+            figures.setdefault(key, []).append(value)
+    return {key: statistics.median(values) for key, values in figures.items()}
+
+
 def redaction_ns(fields: dict[str, object], repeat: int) -> float:
     policy = RedactionPolicy()
     clock = time.perf_counter_ns
@@ -111,7 +163,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--first-error", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.first_error:  # part three's fresh process
+        print(json.dumps(first_error(*args.first_error)))
+        return 0
 
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER],
@@ -142,6 +198,9 @@ def main() -> int:
                 if cpu_ns:
                     per_event = cpu_ns / (args.calls // 100) / 1e6
                     background.setdefault(variant, []).append(per_event)
+        first = first_errors(
+            f"http://public@127.0.0.1:{hung.port}/1", args.rounds, work
+        )
     server.stdin.write("count\n")
     server.stdin.flush()
     events, logs = map(int, server.stdout.readline().split())
@@ -163,6 +222,12 @@ def main() -> int:
     for variant, figures in background.items():
         print(f"  {variant:<8} " + " ".join(f"{ms:6.2f}" for ms in figures))
 
+    print(
+        f"first error of a process, Sentry hung (median of {args.rounds}):"
+        f" the call {first['error_us']:.0f} us; the {FIRST_ERROR_CALLS[1]} calls"
+        f" after it delayed {first['delay_after_ms']:.1f} ms in all, the slowest"
+        f" {first['slowest_after_ms']:.2f} ms"
+    )
     print("redaction step, ns per event (best of 5)")
     for name, fields in (
         ("clean", CLEAN),

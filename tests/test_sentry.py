@@ -24,7 +24,7 @@ from runtime_logging import (
     MissingExtraError,
     configure_logging,
 )
-from runtime_logging.sinks.sentry import SEEN_ATTRIBUTE, platform_name
+from runtime_logging.sinks.sentry import SEEN_ATTRIBUTE, SentrySink, platform_name
 from runtime_logging.testing import CaptureSink
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
@@ -926,6 +926,48 @@ class TestHealth:
         sink.emit(LogEvent({"event": "late"}, 40, "late", 0, None))
 
         assert sink.health().dropped == 1
+
+
+class TestWarmUp:
+    """The first event's one-off work is done as the set-up ends, not at it."""
+
+    def test_installed_packages_read_before_the_first_event(
+        self, sentry, server, monkeypatch
+    ):
+        """sentry-sdk's scan of the installed packages, for ``modules``."""
+        monkeypatch.setattr(sentry_sdk.utils, "_installed_modules", None)
+        read = threading.Event()
+        sdk_reader = sentry_sdk.utils._get_installed_modules
+
+        def installed_modules():
+            read.set()
+            return sdk_reader()
+
+        monkeypatch.setattr(
+            sentry_sdk.utils, "_get_installed_modules", installed_modules
+        )
+        service = sentry()
+
+        assert read.wait(10)
+        assert server.events == []
+        service.get_logger().error("first")
+        service.flush()
+        [event] = server.events
+        assert event["modules"]["sentry-sdk"] == sentry_sdk.VERSION
+
+    def test_a_warm_up_that_raises_is_told_and_the_sink_goes_on(
+        self, sentry, server, monkeypatch, capfd
+    ):
+        def broken(sink):
+            raise OSError("metadata unreadable")
+
+        monkeypatch.setattr(SentrySink, "warm_up", broken)
+        service = sentry()
+        service.get_logger().error("still sent")
+        service.flush()
+
+        assert [e["logentry"]["formatted"] for e in server.events] == ["still sent"]
+        assert "warm-up raised OSError('metadata unreadable')" in capfd.readouterr().err
 
 
 class TestOptional:

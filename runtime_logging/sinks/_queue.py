@@ -118,6 +118,13 @@ class QueuedSink(Sink):
     def interrupt(self) -> None:
         """End the request in flight at once; `close()` has given up on it."""
 
+    def warm_up(self) -> None:
+        """Pay a first delivery's one-off costs; the thread's first act.
+
+        Done as the set-up ends, so that they don't fall on the callers'
+        interpreter time when the first event comes (an error, often).
+        """
+
     # The caller's side.
 
     def emit(self, event: LogEvent) -> None:
@@ -197,6 +204,10 @@ class QueuedSink(Sink):
 
     def _run(self) -> None:
         background_thread()
+        try:
+            self.warm_up()
+        except Exception as error:
+            diagnostics.failure(f"sink {self.name}", f"warm-up raised {error!r}")
         while True:
             self._wake.wait(self.batch_interval)
             self._wake.clear()

@@ -654,6 +654,19 @@ class SentrySink(QueuedSink):
 
     # The background side.
 
+    def warm_up(self) -> None:
+        """Read the installed packages for the events' ``modules`` now.
+
+        sentry-sdk reads every installed package's metadata on its first
+        event (tens of ms, more with more packages), here on this thread:
+        at the first error, that would be taken from the callers in slices.
+        """
+        from sentry_sdk import utils  # noqa: PLC0415 - loaded once the sink exists
+
+        installed_modules = getattr(utils, "_get_installed_modules", None)
+        if installed_modules is not None:
+            installed_modules()
+
     def deliver(self, batch: Sequence[LogEvent]) -> int:
         """Hand each event to sentry-sdk within the scopes its caller had."""
         import sentry_sdk  # noqa: PLC0415 - loaded once the sink exists
