@@ -41,6 +41,19 @@ FULL = "buffer full"
 CLOSED = "logged after close"
 
 
+#: Forks this process descends from: a sink's thread is of one of them. Read
+#: on every event, so a counter rather than a `getpid()` system call.
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks  # noqa: PLW0603 - the process's own count
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 class QueuedSink(Sink):
     """Base for sinks whose delivery happens on a background thread.
 
@@ -96,7 +109,7 @@ class QueuedSink(Sink):
         self._stopped = threading.Event()
         self._idle = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._forks = _forks
 
     # What subclasses provide.
 
@@ -145,7 +158,7 @@ class QueuedSink(Sink):
                 or (self.batch_bytes and self.queued_bytes >= self.batch_bytes)
             ):
                 self._wake.set()
-        if self._thread is None or self._pid != os.getpid():
+        if self._thread is None or self._forks != _forks:
             self._start()
 
     def attach(self, service: object) -> None:
@@ -159,9 +172,9 @@ class QueuedSink(Sink):
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid():
+            if self._thread is not None and self._forks == _forks:
                 return
-            self._pid = os.getpid()
+            self._forks = _forks
             self._thread = threading.Thread(
                 target=self._run, name=f"runtime_logging-{self.name}", daemon=True
             )

@@ -101,7 +101,14 @@ class _Entry(LogEvent):
     def __init__(
         self, event: LogEvent, keep: dict[str, str], line: bytes | None = None
     ) -> None:
-        super().__init__(keep, event.level, event.logger, event.time_ns, None)
+        # Each slot set here rather than by LogEvent's __init__: this runs on
+        # the caller's thread for every event.
+        self.fields = keep
+        self.level = event.level
+        self.logger = event.logger
+        self.time_ns = event.time_ns
+        self.exc_info = self.template = None
+        self._plain = False
         # A copy: orjson's bytes keep the buffer they were written in (8 KB
         # behind a 1 KB line), and the buffer's cap counts what lines measure.
         self._line = bytes(memoryview(event.json_line)) if line is None else line
