@@ -376,6 +376,8 @@ class Pipeline:
         made as a `logging.LogRecord` makes it. Never raises; None as for
         `record_event`.
         """
+        if type(logger) is not str:
+            logger = safe_str(logger)  # a Logger made with a name that is not
         try:
             try:
                 if record is not None:

@@ -114,16 +114,22 @@ class LoggingService:
             # to exit) ends the process once the drain is over, not halfway.
             self._draining = True
             self._flush_summaries()
-            if _active_service is self:
+            active = _active_service is self
+            if active:
                 _active_service = None
                 if not replaced:
                     # Replaced, calls go on to this pipeline until the next is
                     # in place: its file sink still appends what they log.
                     _logger.active.reset()
                 structlog.reset_defaults()
-                _stdlib.restore_logger_methods()
-                logging.captureWarnings(False)
-            self._uninstall_stdlib()
+            state = (self._handler, self._saved_root)
+            self._handler = self._saved_root = None
+            if replaced:
+                # The stdlib's records as well: the next set-up takes the
+                # root logger over from this one.
+                _handed_over.append(state)
+            else:
+                _release_stdlib(state, restore_methods=active)
         deadline = time.monotonic() + (
             self.settings.shutdown_timeout if timeout is None else timeout
         )
@@ -147,29 +153,27 @@ class LoggingService:
 
     # The parts of the process-wide set-up, each with its undo.
 
-    def _install_stdlib(self) -> None:
+    def _install_stdlib(self, replaced: _RootState | None) -> None:
+        """Route stdlib records here; take the root over from *replaced*."""
+        _stdlib.install_direct_route()
         root = logging.getLogger()
-        self._saved_root = (list(root.handlers), root.level)
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
         self._handler = _stdlib.PipelineHandler(self.pipeline)
-        root.addHandler(self._handler)
+        previous = None if replaced is None else replaced[0]
+        if previous is not None and previous in root.handlers:
+            # One item replaced: a record logged meanwhile finds one of the
+            # two handlers, never none.
+            self._saved_root = replaced[1] if replaced is not None else None
+            root.handlers[root.handlers.index(previous)] = self._handler
+        else:
+            _release_stdlib(replaced, restore_methods=False)
+            self._saved_root = (list(root.handlers), root.level)
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            root.addHandler(self._handler)
         root.setLevel(LEVELS[self.settings.level])
         for name, level in self.settings.logger_levels.items():
             logging.getLogger(name).setLevel(LEVELS[level])
         logging.captureWarnings(True)
-
-    def _uninstall_stdlib(self) -> None:
-        root = logging.getLogger()
-        if self._handler is not None:
-            root.removeHandler(self._handler)
-            self._handler = None
-        if self._saved_root is not None:
-            handlers, level = self._saved_root
-            for handler in handlers:
-                root.addHandler(handler)
-            root.setLevel(level)
-            self._saved_root = None
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -404,6 +408,8 @@ def configure_logging(
             built = _build_sinks(resolved, extra, redact, sentry_before_send)
         except BaseException:
             _logger.active.reset()
+            if _handed_over:
+                _release_stdlib(_handed_over.pop())
             raise
         limiter = None
         if resolved.rate_limit > 0:
@@ -422,14 +428,46 @@ def configure_logging(
             processors=[],
             cache_logger_on_first_use=False,
         )
-        if resolved.capture_stdlib:
-            _stdlib.install_direct_route()
-            service._install_stdlib()  # noqa: SLF001 - the service's own set-up step
+        _set_up_stdlib(service, _handed_over.pop() if _handed_over else None)
         if resolved.handle_signals:
             service._install_signals()  # noqa: SLF001 - the service's own set-up step
         _logger.active.use(pipeline)
         _active_service = service
     return service
+
+
+#: The root logger's handler and its state before any set-up.
+_RootState = tuple[
+    "_stdlib.PipelineHandler | None", "tuple[list[logging.Handler], int] | None"
+]
+#: What a replaced set-up leaves for the next to take over (one at most).
+_handed_over: list[_RootState] = []
+
+
+def _release_stdlib(state: _RootState | None, *, restore_methods: bool = True) -> None:
+    """Give stdlib logging back: the root's handlers and level as they were."""
+    if restore_methods:
+        _stdlib.restore_logger_methods()
+        logging.captureWarnings(False)
+    if state is None:
+        return
+    handler, saved = state
+    root = logging.getLogger()
+    if handler is not None:
+        root.removeHandler(handler)
+    if saved is not None:
+        handlers, level = saved
+        for kept in handlers:
+            root.addHandler(kept)
+        root.setLevel(level)
+
+
+def _set_up_stdlib(service: LoggingService, replaced: _RootState | None) -> None:
+    """Route stdlib records to *service* if asked, else give stdlib back."""
+    if service.settings.capture_stdlib:
+        service._install_stdlib(replaced)  # noqa: SLF001 - its own set-up step
+    else:
+        _release_stdlib(replaced)
 
 
 def get_service() -> LoggingService | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,13 @@ _LAST = [_MADE_WITH[-1]]
 _LAST_INDEX = len(_MADE_WITH) - 1
 
 
+def own_logger(name: object) -> bool:
+    """Whether *name* is the toolkit's own logger or one below it."""
+    return isinstance(name, str) and (
+        name == "runtime_logging" or name.startswith("runtime_logging.")
+    )
+
+
 class PipelineHandler(logging.Handler):
     """Hands each stdlib record to the active pipeline without changing it."""
 
@@ -51,12 +59,12 @@ class PipelineHandler(logging.Handler):
         """Route records to *pipeline*; its own level filters apply."""
         super().__init__(logging.NOTSET)
         self.pipeline = pipeline
+        #: How many it has as made: an instance's own ``handle`` is one more.
+        self.attributes = len(vars(self)) + 1
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Route *record*; the pipeline is thread-safe, so no handler lock."""
-        if _pipeline.internal_thread.active or record.name.startswith(
-            "runtime_logging"
-        ):
+        if _pipeline.internal_thread.active or own_logger(record.name):
             return False
         if self.filters and not self.filter(record):
             return False
@@ -68,7 +76,12 @@ class PipelineHandler(logging.Handler):
         self.handle(record)
 
 
-_original_make_record = logging.Logger.makeRecord
+# What `logging.Logger` had before the toolkit put its own in; put back by
+# `restore_logger_methods` (another tool's patch included).
+_saved_make_record = logging.Logger.makeRecord
+_saved_log = logging.Logger._log  # noqa: SLF001 - replaced, and put back
+#: Owners (JSON formatters) for whom ``makeRecord`` stays the toolkit's.
+_make_record_keepers: weakref.WeakSet[object] = weakref.WeakSet()
 
 
 def _make_record(
@@ -84,16 +97,20 @@ def _make_record(
     extra: Mapping[str, object] | None = None,
     sinfo: str | None = None,
 ) -> logging.LogRecord:
-    """Make a record as the stdlib does, but never raise for ``extra``.
+    """Make a record as before, but never raise for ``extra``.
 
     An ``extra`` key that collides with a record attribute is kept aside
-    instead of raising ``KeyError`` into the caller.
+    instead of raising ``KeyError`` into the caller; an ``extra`` that is no
+    mapping is kept whole, as the field ``extra``.
     """
-    record = _original_make_record(
+    record = _saved_make_record(
         self, name, level, fn, lno, msg, args, exc_info, func, None, sinfo
     )
     if extra:
         attributes = record.__dict__
+        if not isinstance(extra, Mapping):
+            attributes[_COLLIDED] = {"extra": extra}
+            return record
         if RECORD_ATTRIBUTES.isdisjoint(extra) and attributes.keys().isdisjoint(extra):
             attributes.update(extra)
             return record
@@ -108,10 +125,52 @@ def _make_record(
     return record
 
 
-_stdlib_log = logging.Logger._log  # noqa: SLF001 - replaced, and put back
-_stdlib_handle = logging.Logger.handle
-_stdlib_call_handlers = logging.Logger.callHandlers
-_PLAIN_LOGGERS = (logging.Logger, logging.RootLogger)
+def _extra_fields(extra: object) -> dict[Any, Any]:
+    """What `record_fields` reads back from a record made with *extra*."""
+    if not extra:
+        return {}
+    if type(extra) is dict and RECORD_ATTRIBUTES.isdisjoint(extra):
+        return extra.copy()
+    if not isinstance(extra, Mapping):
+        return {"extra": extra}
+    # The names a record holds itself come last, as from a record.
+    fields = {
+        key: value for key, value in extra.items() if key not in RECORD_ATTRIBUTES
+    }
+    fields.update(
+        [(key, value) for key, value in extra.items() if key in RECORD_ATTRIBUTES]
+    )
+    return fields
+
+
+_STDLIB_FILE = logging.addLevelName.__code__.co_filename
+#: Attributes of a logger nobody has added to, besides the ``manager`` that
+#: ``getLogger()`` gives all but the root: an instance's own ``handle`` or
+#: ``makeRecord`` is one more.
+_LOGGER_ATTRIBUTES = len(vars(logging.Logger("probe")))  # noqa: LOG001 - a probe
+_PIPELINE_HANDLE = PipelineHandler.handle
+
+
+def _stdlib_methods() -> tuple[object, ...]:
+    """The methods the stdlib calls between a logger's call and the handler."""
+    return (
+        logging.Logger.handle,
+        logging.Logger.callHandlers,
+        logging.Logger.filter,
+        PipelineHandler.filter,
+    )
+
+
+#: `_stdlib_methods` as they were when the direct route was put in.
+_expected_methods = _stdlib_methods()
+
+
+def _is_stdlib(method: object) -> bool:
+    code = getattr(method, "__code__", None)
+    return code is not None and code.co_filename == _STDLIB_FILE
+
+
+_Logger = logging.Logger
 
 
 def _sole_handler(logger: logging.Logger, level: int) -> PipelineHandler | None:
@@ -119,14 +178,21 @@ def _sole_handler(logger: logging.Logger, level: int) -> PipelineHandler | None:
 
     None when anything else could: another handler on the way up, a filter
     of the logger or the handler, a handler level above *level*, a logger
-    class, record factory or logger method other than the stdlib's.
+    class, record factory or logger method other than the stdlib's (or an
+    instance's own), or a method changed since the route was put in.
     """
+    handle, call_handlers, logger_filter, handler_filter = _expected_methods
+    attributes = logger.__dict__
     if (
         logger.filters
-        or type(logger) not in _PLAIN_LOGGERS
-        or logging.Logger.makeRecord is not _make_record
-        or logging.Logger.handle is not _stdlib_handle
-        or logging.Logger.callHandlers is not _stdlib_call_handlers
+        or (type(logger) is not _Logger and type(logger) is not logging.RootLogger)
+        or len(attributes) - ("manager" in attributes) != _LOGGER_ATTRIBUTES
+        or _Logger.handle is not handle
+        or _Logger.callHandlers is not call_handlers
+        or _Logger.filter is not logger_filter
+        or _Logger.makeRecord is not _make_record
+        or PipelineHandler.filter is not handler_filter
+        or PipelineHandler.handle is not _PIPELINE_HANDLE
         or logging.getLogRecordFactory() is not logging.LogRecord
     ):
         return None
@@ -140,9 +206,27 @@ def _sole_handler(logger: logging.Logger, level: int) -> PipelineHandler | None:
         if not current.propagate:
             break
         current = current.parent
-    if found is None or found.filters or level < found.level:
+    if (
+        found is None
+        or found.filters
+        or level < found.level
+        or len(found.__dict__) != found.attributes
+    ):
         return None
     return found
+
+
+def _caller_level(stacklevel: int) -> int:
+    """*stacklevel* for the stdlib's `_log` called from `_log` below.
+
+    This function's frame is one more between the caller and the stdlib's
+    own frames, which the stdlib skips by their file (3.11 on: each frame
+    of another file counts one level; 3.10: the count starts one frame
+    further out and walks on from the first level).
+    """
+    if sys.version_info >= (3, 11):
+        return stacklevel + 1 if stacklevel > 0 else stacklevel
+    return max(stacklevel, 1) + 1  # pragma: no cover - 3.10
 
 
 def _log(
@@ -164,12 +248,19 @@ def _log(
     """
     handler = None if stack_info else _sole_handler(self, level)
     if handler is None:
-        # One level more: this frame is not the caller the stdlib looks for.
-        _stdlib_log(self, level, msg, args, exc_info, extra, stack_info, stacklevel + 1)
+        _saved_log(
+            self,
+            level,
+            msg,
+            args,
+            exc_info,
+            extra,
+            stack_info,
+            _caller_level(stacklevel),
+        )
         return
-    if _pipeline.internal_thread.active or self.name.startswith("runtime_logging"):
+    if _pipeline.internal_thread.active or own_logger(self.name):
         return
-    fields = dict(extra) if extra else {}
     if exc_info:
         if isinstance(exc_info, BaseException):
             exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
@@ -179,24 +270,61 @@ def _log(
         args = args[0]  # as LogRecord does: "%(key)s" formatting
     pipeline = handler.pipeline
     event = pipeline.stdlib_event(
-        self.name, level, time.time_ns(), msg, args, exc_info, None, fields
+        self.name,
+        level,
+        time.time_ns(),
+        msg,
+        args,
+        exc_info,
+        None,
+        _extra_fields(extra),
     )
     if event is not None:
         pipeline.emit_event(event)
 
 
-def install_make_record() -> None:
-    """Make ``extra=`` with a reserved name safe for every logger."""
-    logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+def install_make_record(keeper: object | None = None) -> None:
+    """Make ``extra=`` with a reserved name safe for every logger.
+
+    A *keeper* (a JSON formatter) keeps it so while it lives, whatever a
+    set-up's end puts back.
+    """
+    global _saved_make_record  # noqa: PLW0603 - what was there before
+    if keeper is not None:
+        _make_record_keepers.add(keeper)
+    if logging.Logger.makeRecord is not _make_record:
+        _saved_make_record = logging.Logger.makeRecord
+        logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
 
 
 def install_direct_route() -> None:
-    """Let a record only the pipeline would see skip the `LogRecord` (see `_log`)."""
+    """Let a record only the pipeline would see skip the `LogRecord` (see `_log`).
+
+    Not when another tool changed the methods a record passes: then every
+    record takes the stdlib's way, as that tool expects.
+    """
+    global _saved_log, _expected_methods
     install_make_record()
+    current_log = logging.Logger._log  # noqa: SLF001 - replaced, and put back
+    if current_log is _log:
+        return
+    methods = _stdlib_methods()
+    stdlib_ones = (current_log, _saved_make_record, *methods[:3])
+    if not all(map(_is_stdlib, stdlib_ones)) or (
+        PipelineHandler.handle is not _PIPELINE_HANDLE
+    ):
+        return
+    _saved_log, _expected_methods = current_log, methods
     logging.Logger._log = _log  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def restore_logger_methods() -> None:
-    """Put the stdlib's own ``makeRecord`` and ``_log`` back."""
-    logging.Logger.makeRecord = _original_make_record  # type: ignore[method-assign]
-    logging.Logger._log = _stdlib_log  # type: ignore[method-assign]  # noqa: SLF001
+    """Put back the ``_log`` and ``makeRecord`` the toolkit replaced.
+
+    ``makeRecord`` stays while a JSON formatter needs it; a method another
+    tool put in since is left as it is.
+    """
+    if logging.Logger._log is _log:  # noqa: SLF001
+        logging.Logger._log = _saved_log  # type: ignore[method-assign]  # noqa: SLF001
+    if logging.Logger.makeRecord is _make_record and not _make_record_keepers:
+        logging.Logger.makeRecord = _saved_make_record  # type: ignore[method-assign]

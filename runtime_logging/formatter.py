@@ -75,7 +75,7 @@ class JsonFormatter(_BaseJsonFormatter):
         _pipelines.add(self.pipeline)
         # An `extra=` key the stdlib reserves raises in makeRecord, before any
         # formatter runs; this keeps the call alive as configure_logging() does.
-        _stdlib.install_make_record()
+        _stdlib.install_make_record(keeper=self)
 
     def format(self, record: logging.LogRecord) -> str:
         """The JSON line for *record*; the record itself is not changed."""

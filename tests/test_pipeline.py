@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -665,11 +670,15 @@ class TestStdlibDirectRoute:
             ("no args but %s", (), {}),
             ("exception", (), {"exc_info": ValueError("boom")}),
             ("password=hunter2", (), {"extra": {"api_key": "s3cr3t"}}),
+            ("reserved first", (), {"extra": {"name": "alice", "user_id": 7}}),
+            ("no mapping", (), {"extra": "ab"}),
+            ("pairs", (), {"extra": [("k", "v")]}),
         )
 
     @staticmethod
     def _without_time(line):
-        return {k: v for k, v in line.items() if k != "timestamp"}
+        """The line's keys and values in order, the time left out."""
+        return [(k, v) for k, v in line.items() if k != "timestamp"]
 
     @pytest.fixture
     def lib(self):
@@ -693,11 +702,15 @@ class TestStdlibDirectRoute:
         count = len(self._calls())
         direct, recorded = lines[:count], lines[count:]
         assert direct == recorded
-        assert direct[1]["event"] == "mapping 1"
-        assert direct[3]["message"] == "m"
-        assert direct[5]["exception"]["type"] == "ValueError"
+        lines = [dict(line) for line in direct]
+        assert lines[1]["event"] == "mapping 1"
+        assert lines[3]["message"] == "m"
+        assert lines[5]["exception"]["type"] == "ValueError"
         assert "s3cr3t" not in str(direct)
         assert "hunter2" not in str(direct)
+        assert list(lines[7])[-2:] == ["user_id", "name"]
+        assert lines[8]["extra"] == "ab"
+        assert lines[9]["extra"] == [["k", "v"]]
 
     def test_exception_being_handled(self, log_file, lib):
         """``exc_info=True`` and ``logger.exception`` take the current exception."""
@@ -813,3 +826,246 @@ class TestStdlibDirectRoute:
         assert stdlib_log.__module__ == "runtime_logging._stdlib"
         log_file.service.shutdown()
         assert logging.Logger.__dict__["_log"].__module__ == "logging"
+
+    def test_stacklevel_as_without_the_toolkit(self, log_file, lib):
+        """Another handler sees the frame the stdlib alone would name."""
+        seen = []
+
+        class Collect(logging.Handler):
+            def emit(self, record):
+                seen.append((record.funcName, record.lineno))
+
+        lib.addHandler(Collect())
+
+        def helper(stacklevel):
+            lib.warning("m", stacklevel=stacklevel)
+
+        def calls():
+            for stacklevel in (-1, 0, 1, 2, 3):
+                helper(stacklevel)
+
+        seen_by_phase = []
+        for with_toolkit in (True, False):
+            seen.clear()
+            calls()
+            seen_by_phase.append(list(seen))
+            if with_toolkit:
+                log_file.service.shutdown()
+
+        assert seen_by_phase[0] == seen_by_phase[1]
+        assert [name for name, _ in seen[2:4]] == ["helper", "calls"]
+
+    def test_an_instances_own_methods_are_called(self, log_file, lib):
+        quiet = lib.getChild("quiet")
+        quiet.handle = lambda _record: None
+        enriched = lib.getChild("enriched")
+        stdlib_make_record = enriched.makeRecord
+
+        def make_record(*args, **kwargs):
+            record = stdlib_make_record(*args, **kwargs)
+            record.tenant = "t1"
+            return record
+
+        enriched.makeRecord = make_record
+        handler = log_file.service._handler
+        handler.handle = lambda record: type(handler).handle(handler, record)
+        quiet.warning("not written")
+        enriched.warning("with tenant")
+
+        [line] = log_file.lines()
+        assert (line["event"], line["tenant"]) == ("with tenant", "t1")
+
+    def test_a_patched_filter_is_called(self, log_file, lib, monkeypatch):
+        def refuse(self, record):
+            return False
+
+        monkeypatch.setattr(logging.Filterer, "filter", refuse)
+        lib.warning("refused by every filter")
+
+        assert log_file.lines() == []
+
+    def test_odd_logger_names(self, log_file, lib):
+        numbered = logging.Logger(5)  # noqa: LOG001 - a name that is no str
+        numbered.parent = lib
+        numbered.warning("numbered")
+        logging.getLogger("runtime_logging_plugins.x").warning("a plugin's")
+
+        lines = log_file.lines()
+        assert [(line["logger"], line["event"]) for line in lines] == [
+            ("5", "numbered"),
+            ("runtime_logging_plugins.x", "a plugin's"),
+        ]
+
+
+class TestStdlibPatchedByOthers:
+    """Another tool's patch of a logger method, before or after the import."""
+
+    @staticmethod
+    def _run(*parts):
+        script = "\n".join(textwrap.dedent(part) for part in parts)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    SET_UP = """
+        from runtime_logging import configure_logging
+        from runtime_logging.testing import CaptureSink
+        capture = CaptureSink()
+        service = configure_logging(
+            sinks=[capture], env={}, console="off", log_dir="off",
+            handle_signals=False,
+        )
+        app = logging.getLogger("app")
+    """
+
+    def test_call_handlers_patched_before_the_import(self):
+        """As sentry-sdk's logging integration patches it at its init."""
+        seen = self._run(
+            """
+            import functools, logging
+            stdlib_call_handlers = logging.Logger.callHandlers
+            seen = []
+            @functools.wraps(stdlib_call_handlers)
+            def call_handlers(self, record):
+                seen.append(record.getMessage())
+                stdlib_call_handlers(self, record)
+            logging.Logger.callHandlers = call_handlers
+            """,
+            self.SET_UP,
+            """
+            app.error("first")
+            app.error("second")
+            print(*seen, *[e.event for e in capture.events])
+            """,
+        )
+        assert seen == ["first", "second", "first", "second"]
+
+    def test_make_record_patched_before_the_import(self):
+        fields = self._run(
+            """
+            import logging
+            stdlib_make_record = logging.Logger.makeRecord
+            def make_record(self, *args, **kwargs):
+                record = stdlib_make_record(self, *args, **kwargs)
+                record.dd_trace = "t-1"
+                return record
+            logging.Logger.makeRecord = make_record
+            """,
+            self.SET_UP,
+            """
+            app.warning("traced", extra={"message": "kept"})
+            [event] = capture.events
+            print(event.fields["dd_trace"], event.fields["message"])
+            service.shutdown()
+            print(logging.Logger.makeRecord is make_record)
+            """,
+        )
+        assert fields == ["t-1", "kept", "True"]
+
+    def test_log_patched_before_and_after_the_import(self):
+        patch = """
+            stdlib_log = logging.Logger._log
+            def _log(self, level, msg, args, **kwargs):
+                kwargs["extra"] = {"trace": "t-1"}
+                stdlib_log(self, level, msg, args, **kwargs)
+            logging.Logger._log = _log
+        """
+        check = """
+            app.warning("traced")
+            [event] = capture.events
+            service.shutdown()
+            print(event.fields.get("trace"), logging.Logger._log is _log)
+        """
+        for before in (True, False):
+            first, second = (patch, "") if before else ("", patch)
+            output = self._run(
+                "import logging",
+                first,
+                "import runtime_logging",
+                second,
+                self.SET_UP,
+                check,
+            )
+            assert output == ["t-1", "True"], before
+
+    def test_shutdown_without_set_up_leaves_a_patch(self):
+        output = self._run(
+            """
+            import logging
+            import runtime_logging.testing
+            def _log(self, *args, **kwargs):
+                pass
+            logging.Logger._log = _log
+            runtime_logging.testing.shutdown_logging()
+            print(logging.Logger._log is _log)
+            """
+        )
+        assert output == ["True"]
+
+
+class TestStdlibAcrossSetUps:
+    def test_reconfigured_while_threads_log(self, tmp_path, capfd):
+        """Every stdlib line of the threads arrives; none raises, none on stderr."""
+        settings = {
+            "env": {},
+            "console": "off",
+            "log_dir": str(tmp_path),
+            "handle_signals": False,
+        }
+        configure_logging(**settings)
+        failures = []
+        lines_each = 2000
+
+        def log(number):
+            app = logging.getLogger(f"app.{number}")
+            try:
+                for count in range(lines_each):
+                    app.warning("line", extra={"message": "m", "n": count})
+            except Exception as error:
+                failures.append(error)
+
+        threads = [threading.Thread(target=log, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            configure_logging(**settings)
+        for thread in threads:
+            thread.join()
+        configure_logging(**settings).shutdown()
+
+        lines = [
+            line
+            for path in sorted(tmp_path.glob("app.log*"))
+            for line in path.read_text().splitlines()
+        ]
+        assert failures == []
+        assert len(lines) == 3 * lines_each
+        assert "line" not in capfd.readouterr().err
+
+    def test_json_formatter_keeps_extra_safe_after_a_set_up_ends(self, tmp_path, capfd):
+        from runtime_logging.formatter import JsonFormatter
+
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter(env={}))
+        service = configure_logging(
+            env={}, console="off", log_dir="off", handle_signals=False
+        )
+        service.shutdown()
+        app = logging.getLogger("formatted")
+        app.addHandler(handler)
+        app.propagate = False
+        try:
+            app.warning("kept", extra={"message": "m"})
+        finally:
+            app.removeHandler(handler)
+            app.propagate = True
+
+        line = json.loads(stream.getvalue())
+        assert (line["event"], line["message"]) == ("kept", "m")
