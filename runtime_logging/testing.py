@@ -29,8 +29,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
-
 from runtime_logging import _stdlib
 from runtime_logging._pipeline import LogEvent
 from runtime_logging._service import configure_logging, get_service
@@ -179,17 +177,23 @@ def capturing(level: str = "debug", **settings: Any) -> Iterator[CaptureSink]:
         shutdown_logging()
 
 
-@pytest.fixture
-def reset_logging() -> Iterator[None]:
-    """Start and end the test with logging as a fresh process has it."""
-    shutdown_logging()
-    yield
-    shutdown_logging()
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the helpers above work without it
+    pytest = None  # type: ignore[assignment]
 
+if pytest is not None:
 
-@pytest.fixture
-def capture_events(reset_logging: None) -> Iterator[CaptureSink]:
-    """Capture events in memory only, as sinks see them; the sink is returned."""
-    del reset_logging
-    with capturing() as sink:
-        yield sink
+    @pytest.fixture
+    def reset_logging() -> Iterator[None]:
+        """Start and end the test with logging as a fresh process has it."""
+        shutdown_logging()
+        yield
+        shutdown_logging()
+
+    @pytest.fixture
+    def capture_events(reset_logging: None) -> Iterator[CaptureSink]:
+        """Capture events in memory only, as sinks see them; the sink is returned."""
+        del reset_logging
+        with capturing() as sink:
+            yield sink

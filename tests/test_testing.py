@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 from unittest.mock import ANY
 
 import pytest
@@ -108,6 +111,28 @@ class TestResetLogging:
         from runtime_logging import get_service
 
         assert get_service() is None
+
+    def test_capturing_without_pytest_installed(self):
+        """A program (no pytest there) imports the helpers and captures."""
+        script = textwrap.dedent(
+            """
+            import sys
+            sys.modules["pytest"] = None  # as where it is not installed
+            from runtime_logging import get_logger
+            from runtime_logging.testing import capturing
+            with capturing() as sink:
+                get_logger("app").info("kept")
+            print(sink.fields[0]["event"])
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stdout.strip()) == (0, "kept"), done.stderr
 
 
 def test_the_plugin_in_a_users_project(pytester):
