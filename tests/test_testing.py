@@ -4,11 +4,18 @@ import logging
 import subprocess
 import sys
 import textwrap
+import weakref
 from unittest.mock import ANY
 
 import pytest
 
-from runtime_logging import bind_context, configure_logging, get_context, get_logger
+from runtime_logging import (
+    _stdlib,
+    bind_context,
+    configure_logging,
+    get_context,
+    get_logger,
+)
 from runtime_logging.testing import capturing, shutdown_logging
 
 
@@ -86,8 +93,10 @@ class TestAssertLogged:
 class TestResetLogging:
     """After `shutdown_logging()` logging is as a fresh process has it."""
 
-    def test_handlers_level_context_and_make_record(self, tmp_path):
+    def test_handlers_level_context_and_make_record(self, tmp_path, monkeypatch):
         """The set-up, the root logger, the bound context: all undone."""
+        # No JSON formatter of another test keeps the toolkit's makeRecord.
+        monkeypatch.setattr(_stdlib, "_make_record_keepers", weakref.WeakSet())
         root = logging.getLogger()
         configure_logging(env={}, console="off", log_dir="off", handle_signals=False)
         root.addHandler(logging.NullHandler())
