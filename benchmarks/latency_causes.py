@@ -3,11 +3,12 @@
 Part one logs the latency run's mix (one error in 1 000 calls) with the
 file sink alone and with Sentry and Loki pointed at a listener that never
 answers (in its own process, so that it takes no interpreter time from the
-caller), and sorts every call slower than a threshold by what it met: an
-error, a pass of the garbage collector on the caller's thread, a wait for
-the interpreter lock (a context switch of the caller's thread), or its own
-CPU time with neither (time in the kernel: waking a thread that waits for
-the interpreter lock costs the waker, more so on a virtual machine).
+caller), the latter also with Loki's pushes put off past the run. Every
+call slower than a threshold is sorted by what it met: an error, a pass of
+the garbage collector on the caller's thread, a wait for the interpreter
+lock (a context switch of the caller's thread), or its own CPU time with
+neither (time in the kernel: waking a thread that waits for the
+interpreter lock costs the waker, more so on a virtual machine).
 
 Part two is the floor of the last two: the same `orjson.dumps` and
 `os.write` per record as `run.py`'s floor, alone and with one other thread
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from _contenders import RUNTIME_SETTINGS
@@ -74,7 +76,7 @@ class _CallsWithCollection:
 
 
 def causes(
-    directory: Path, calls: int, settings: dict[str, str]
+    directory: Path, calls: int, settings: dict[str, Any]
 ) -> tuple[collections.Counter[str], list[int]]:
     """The slow calls of one run by cause, and every call's time."""
     service = runtime_logging.configure_logging(
@@ -165,11 +167,21 @@ def main() -> int:
     )
     assert listener.stdout is not None
     sentry_port, loki_port = listener.stdout.readline().split()
-    variants = {
+    hung = {
+        "sentry_dsn": f"http://public@127.0.0.1:{sentry_port}/1",
+        "loki_url": f"http://127.0.0.1:{loki_port}",
+    }
+    variants: dict[str, dict[str, Any]] = {
         "file": {},
-        "hung": {
-            "sentry_dsn": f"http://public@127.0.0.1:{sentry_port}/1",
-            "loki_url": f"http://127.0.0.1:{loki_port}",
+        "hung": hung,
+        # Loki's thread pushes nothing while the calls run: its buffer takes
+        # every line, and no push is due before the run ends.
+        "hung, no Loki push": {
+            **hung,
+            "loki_batch_interval": 3600,
+            "loki_batch_bytes": 10**9,
+            "loki_max_buffer_bytes": 10**9,
+            "loki_max_buffer_entries": 10**6,
         },
     }
     found: dict[str, collections.Counter[str]] = {}
@@ -187,7 +199,7 @@ def main() -> int:
         listener.wait()
     print(f"calls per run {args.calls}, runs {args.rounds}; times in ns")
     for variant, times in pooled.items():
-        print(f"{variant:<5} {percentiles(times)}")
+        print(f"{variant:<18} {percentiles(times)}")
         slow = sum(found[variant].values())
         print(f"  slower than {SLOW_NS} ns, per run: {slow / args.rounds:.0f}")
         for cause, count in found[variant].most_common():
