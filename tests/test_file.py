@@ -12,28 +12,15 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import orjson
 import pytest
+from scripts import run_script
 
 from runtime_logging._pipeline import LogEvent
 from runtime_logging.sinks.file import FileSink, _compress, backup_name, log_files
-
-
-def run_script(script: str, *args: object, timeout: float = 120) -> str:
-    """Run *script* in a new interpreter; its stdout, or the failure shown."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def read_files(path: Path) -> list[tuple[Path, bytes]]:

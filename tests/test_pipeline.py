@@ -6,13 +6,12 @@ import asyncio
 import io
 import json
 import logging
-import subprocess
-import sys
 import textwrap
 import threading
 
 import pytest
 import structlog
+from scripts import run_script
 
 from runtime_logging import (
     ContextExecutor,
@@ -902,16 +901,7 @@ class TestStdlibPatchedByOthers:
 
     @staticmethod
     def _run(*parts):
-        script = "\n".join(textwrap.dedent(part) for part in parts)
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.split()
+        return run_script("\n".join(textwrap.dedent(part) for part in parts)).split()
 
     SET_UP = """
         from runtime_logging import configure_logging

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
-import textwrap
 import weakref
 from unittest.mock import ANY
 
 import pytest
+from scripts import run_script
 
 from runtime_logging import (
     _stdlib,
@@ -123,7 +121,7 @@ class TestResetLogging:
 
     def test_capturing_without_pytest_installed(self):
         """A program (no pytest there) imports the helpers and captures."""
-        script = textwrap.dedent(
+        output = run_script(
             """
             import sys
             sys.modules["pytest"] = None  # as where it is not installed
@@ -134,14 +132,7 @@ class TestResetLogging:
             print(sink.fields[0]["event"])
             """
         )
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert (done.returncode, done.stdout.strip()) == (0, "kept"), done.stderr
+        assert output.strip() == "kept"
 
 
 def test_the_plugin_in_a_users_project(pytester):
