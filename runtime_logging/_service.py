@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType
@@ -52,7 +54,8 @@ class LoggingService:
         self.pipeline = pipeline
         #: The ``rate_limit`` step (its ``suppressed`` counts), None when off.
         self.rate_limiter = rate_limiter
-        self._saved_root: tuple[list[logging.Handler], int] | None = None
+        #: What this set-up changed in stdlib logging (None: nothing).
+        self._stdlib_state: _StdlibState | None = None
         self._handler: _stdlib.PipelineHandler | None = None
         self._saved_signals: dict[int, Any] = {}
         self._closed = False
@@ -117,18 +120,16 @@ class LoggingService:
             active = _active_service is self
             if active:
                 _active_service = None
-                if not replaced:
-                    # Replaced, calls go on to this pipeline until the next is
-                    # in place: its file sink still appends what they log.
-                    _logger.active.reset()
-                structlog.reset_defaults()
-            state = (self._handler, self._saved_root)
-            self._handler = self._saved_root = None
+            state, self._stdlib_state = self._stdlib_state, None
             if replaced:
-                # The stdlib's records as well: the next set-up takes the
-                # root logger over from this one.
+                # Calls go on to this pipeline until the next is in place (its
+                # file sink still appends what they log), stdlib's records as
+                # well: the next set-up takes the root logger over.
                 _handed_over.append(state)
             else:
+                if active:
+                    _logger.active.reset()
+                    structlog.reset_defaults()
                 _release_stdlib(state, restore_methods=active)
         deadline = time.monotonic() + (
             self.settings.shutdown_timeout if timeout is None else timeout
@@ -153,26 +154,26 @@ class LoggingService:
 
     # The parts of the process-wide set-up, each with its undo.
 
-    def _install_stdlib(self, replaced: _RootState | None) -> None:
+    def _install_stdlib(self, replaced: _StdlibState | None) -> None:
         """Route stdlib records here; take the root over from *replaced*."""
         _stdlib.install_direct_route()
         root = logging.getLogger()
-        self._handler = _stdlib.PipelineHandler(self.pipeline)
-        previous = None if replaced is None else replaced[0]
-        if previous is not None and previous in root.handlers:
+        handler = _stdlib.PipelineHandler(self.pipeline)
+        if replaced is not None and replaced.handler in root.handlers:
             # One item replaced: a record logged meanwhile finds one of the
             # two handlers, never none.
-            self._saved_root = replaced[1] if replaced is not None else None
-            root.handlers[root.handlers.index(previous)] = self._handler
+            state = replaced
+            root.handlers[root.handlers.index(replaced.handler)] = handler
         else:
             _release_stdlib(replaced, restore_methods=False)
-            self._saved_root = (list(root.handlers), root.level)
-            for handler in list(root.handlers):
-                root.removeHandler(handler)
-            root.addHandler(self._handler)
+            state = _StdlibState.now()
+            for kept in list(root.handlers):
+                root.removeHandler(kept)
+            root.addHandler(handler)
+        state.handler = self._handler = handler
+        self._stdlib_state = state
         root.setLevel(LEVELS[self.settings.level])
-        for name, level in self.settings.logger_levels.items():
-            logging.getLogger(name).setLevel(LEVELS[level])
+        state.set_levels(self.settings.logger_levels)
         logging.captureWarnings(True)
 
     def _install_signals(self) -> None:
@@ -405,23 +406,14 @@ def configure_logging(
             _active_service._shutdown(None, replaced=True)  # noqa: SLF001
         redact = RedactionPolicy(resolved.redact_keys, resolved.redact_keys_allow)
         try:
-            built = _build_sinks(resolved, extra, redact, sentry_before_send)
+            service = _service(resolved, extra, redact, hooks, sentry_before_send)
         except BaseException:
+            # Nothing in place: calls and records go where they went before
+            # any set-up, as after a shutdown.
             _logger.active.reset()
-            if _handed_over:
-                _release_stdlib(_handed_over.pop())
+            structlog.reset_defaults()
+            _release_stdlib(_handed_over.pop() if _handed_over else None)
             raise
-        limiter = None
-        if resolved.rate_limit > 0:
-            from runtime_logging.ratelimit import RateLimiter  # noqa: PLC0415
-
-            limiter = RateLimiter.from_settings(resolved)
-        pipeline = Pipeline(resolved, built, hooks, redact=redact, rate_limit=limiter)
-        if limiter is not None:
-            limiter.emit = pipeline.emit_fields
-        service = LoggingService(resolved, pipeline, limiter)
-        for sink in built:
-            _call(sink, "attach", service)
         structlog.configure(
             wrapper_class=_logger.Logger,
             logger_factory=_logger.logger_name,
@@ -431,38 +423,115 @@ def configure_logging(
         _set_up_stdlib(service, _handed_over.pop() if _handed_over else None)
         if resolved.handle_signals:
             service._install_signals()  # noqa: SLF001 - the service's own set-up step
-        _logger.active.use(pipeline)
+        _logger.active.use(service.pipeline)
         _active_service = service
     return service
 
 
-#: The root logger's handler and its state before any set-up.
-_RootState = tuple[
-    "_stdlib.PipelineHandler | None", "tuple[list[logging.Handler], int] | None"
-]
+def _service(
+    settings: Settings,
+    extra: Iterable[Sink],
+    redact: RedactionPolicy,
+    hooks: Mapping[str, Iterable[Processor]],
+    sentry_before_send: BeforeSend | None,
+) -> LoggingService:
+    """The service of *settings*, its sinks built and attached to it.
+
+    A sink that fails to build or attach is closed with those built before.
+    """
+    built = _build_sinks(settings, extra, redact, sentry_before_send)
+    try:
+        limiter = None
+        if settings.rate_limit > 0:
+            from runtime_logging.ratelimit import RateLimiter  # noqa: PLC0415
+
+            limiter = RateLimiter.from_settings(settings)
+        pipeline = Pipeline(settings, built, hooks, redact=redact, rate_limit=limiter)
+        if limiter is not None:
+            limiter.emit = pipeline.emit_fields
+        service = LoggingService(settings, pipeline, limiter)
+        for sink in built:
+            _call(sink, "attach", service)
+    except BaseException:
+        for sink in built:
+            with contextlib.suppress(Exception):
+                _call(sink, "close", 0.0)
+        raise
+    return service
+
+
+@dataclasses.dataclass
+class _StdlibState:
+    """What the set-ups changed in stdlib logging, and how it was before them."""
+
+    root_handlers: list[logging.Handler]
+    root_level: int
+    warnings_captured: bool
+    handler: _stdlib.PipelineHandler | None = None
+    #: Loggers `logger_levels` named: the level before, and the one it set.
+    levels: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def now(cls) -> _StdlibState:
+        """The state stdlib logging is in now, before a set-up."""
+        root = logging.getLogger()
+        return cls(list(root.handlers), root.level, _warnings_captured())
+
+    def set_levels(self, levels: Mapping[str, str]) -> None:
+        """Give these loggers their levels; those no longer named get theirs back."""
+        for name in list(self.levels):
+            if name not in levels:
+                self._level_back(name)
+        for name, word in levels.items():
+            logger = logging.getLogger(name)
+            before = self.levels.get(name, (logger.level, 0))[0]
+            self.levels[name] = (before, LEVELS[word])
+            logger.setLevel(LEVELS[word])
+
+    def put_back(self) -> None:
+        """The root's handlers and level, and the loggers' levels, as before.
+
+        Only what is still as a set-up left it: a root that another
+        configuration (``dictConfig``) took over since is left as it is.
+        """
+        root = logging.getLogger()
+        if self.handler is not None and self.handler in root.handlers:
+            root.removeHandler(self.handler)
+            for kept in self.root_handlers:
+                root.addHandler(kept)
+            root.setLevel(self.root_level)
+        for name in list(self.levels):
+            self._level_back(name)
+
+    def _level_back(self, name: str) -> None:
+        before, set_to = self.levels.pop(name)
+        logger = logging.getLogger(name)
+        if logger.level == set_to:
+            logger.setLevel(before)
+
+
 #: What a replaced set-up leaves for the next to take over (one at most).
-_handed_over: list[_RootState] = []
+_handed_over: list[_StdlibState | None] = []
 
 
-def _release_stdlib(state: _RootState | None, *, restore_methods: bool = True) -> None:
-    """Give stdlib logging back: the root's handlers and level as they were."""
+def _warnings_captured() -> bool:
+    """Whether stdlib ``logging`` takes the ``warnings`` now."""
+    return warnings.showwarning is getattr(logging, "_showwarning", None)
+
+
+def _release_stdlib(
+    state: _StdlibState | None, *, restore_methods: bool = True
+) -> None:
+    """Give stdlib logging back as it was before the set-ups."""
     if restore_methods:
         _stdlib.restore_logger_methods()
-        logging.captureWarnings(False)
-    if state is None:
-        return
-    handler, saved = state
-    root = logging.getLogger()
-    if handler is not None:
-        root.removeHandler(handler)
-    if saved is not None:
-        handlers, level = saved
-        for kept in handlers:
-            root.addHandler(kept)
-        root.setLevel(level)
+        if _warnings_captured() and not (state and state.warnings_captured):
+            logging.captureWarnings(False)
+    if state is not None:
+        state.put_back()
 
 
-def _set_up_stdlib(service: LoggingService, replaced: _RootState | None) -> None:
+def _set_up_stdlib(service: LoggingService, replaced: _StdlibState | None) -> None:
     """Route stdlib records to *service* if asked, else give stdlib back."""
     if service.settings.capture_stdlib:
         service._install_stdlib(replaced)  # noqa: SLF001 - its own set-up step

@@ -66,8 +66,12 @@ class PipelineHandler(logging.Handler):
         """Route *record*; the pipeline is thread-safe, so no handler lock."""
         if _pipeline.internal_thread.active or own_logger(record.name):
             return False
-        if self.filters and not self.filter(record):
-            return False
+        if self.filters:
+            kept = self.filter(record)
+            if not kept:
+                return False
+            if isinstance(kept, logging.LogRecord):
+                record = kept  # a filter's record to use instead (3.12 on)
         self.pipeline.log_record(record, record_fields(record))
         return True
 
@@ -161,6 +165,10 @@ def _stdlib_methods() -> tuple[object, ...]:
     )
 
 
+_RECORD_INIT = logging.LogRecord.__init__
+_GET_MESSAGE = logging.LogRecord.getMessage
+
+
 #: `_stdlib_methods` as they were when the direct route was put in.
 _expected_methods = _stdlib_methods()
 
@@ -183,17 +191,20 @@ def _sole_handler(logger: logging.Logger, level: int) -> PipelineHandler | None:
     """
     handle, call_handlers, logger_filter, handler_filter = _expected_methods
     attributes = logger.__dict__
+    kind = type(logger)
     if (
         logger.filters
-        or (type(logger) is not _Logger and type(logger) is not logging.RootLogger)
+        or (kind is not _Logger and kind is not logging.RootLogger)
         or len(attributes) - ("manager" in attributes) != _LOGGER_ATTRIBUTES
-        or _Logger.handle is not handle
-        or _Logger.callHandlers is not call_handlers
-        or _Logger.filter is not logger_filter
-        or _Logger.makeRecord is not _make_record
+        or kind.handle is not handle
+        or kind.callHandlers is not call_handlers
+        or kind.filter is not logger_filter
+        or kind.makeRecord is not _make_record
         or PipelineHandler.filter is not handler_filter
         or PipelineHandler.handle is not _PIPELINE_HANDLE
         or logging.getLogRecordFactory() is not logging.LogRecord
+        or logging.LogRecord.__init__ is not _RECORD_INIT
+        or logging.LogRecord.getMessage is not _GET_MESSAGE
     ):
         return None
     found = None
@@ -283,18 +294,26 @@ def _log(
         pipeline.emit_event(event)
 
 
+#: Whether the toolkit's ``makeRecord`` and ``_log`` are in ``logging.Logger``,
+#: on top or under another tool's wrapper that calls them.
+_installed = {"makeRecord": False, "_log": False}
+
+
 def install_make_record(keeper: object | None = None) -> None:
     """Make ``extra=`` with a reserved name safe for every logger.
 
     A *keeper* (a JSON formatter) keeps it so while it lives, whatever a
-    set-up's end puts back.
+    set-up's end puts back. Another tool's wrapper put on top since is left
+    there: it calls the toolkit's.
     """
     global _saved_make_record  # noqa: PLW0603 - what was there before
     if keeper is not None:
         _make_record_keepers.add(keeper)
-    if logging.Logger.makeRecord is not _make_record:
+    # The stdlib's own there means that the toolkit's is in no wrapper.
+    if not _installed["makeRecord"] or _is_stdlib(logging.Logger.makeRecord):
         _saved_make_record = logging.Logger.makeRecord
         logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+        _installed["makeRecord"] = True
 
 
 def install_direct_route() -> None:
@@ -305,26 +324,38 @@ def install_direct_route() -> None:
     """
     global _saved_log, _expected_methods
     install_make_record()
-    current_log = logging.Logger._log  # noqa: SLF001 - replaced, and put back
-    if current_log is _log:
+    if _installed["_log"] and not _is_stdlib(logging.Logger._log):  # noqa: SLF001
         return
+    current_log = logging.Logger._log  # noqa: SLF001 - replaced, and put back
     methods = _stdlib_methods()
-    stdlib_ones = (current_log, _saved_make_record, *methods[:3])
-    if not all(map(_is_stdlib, stdlib_ones)) or (
-        PipelineHandler.handle is not _PIPELINE_HANDLE
+    stdlib_ones = (
+        current_log,
+        _saved_make_record,
+        logging.LogRecord.__init__,
+        logging.LogRecord.getMessage,
+        *methods,
+    )
+    if (
+        logging.Logger.makeRecord is not _make_record
+        or not all(map(_is_stdlib, stdlib_ones))
+        or PipelineHandler.handle is not _PIPELINE_HANDLE
     ):
         return
     _saved_log, _expected_methods = current_log, methods
     logging.Logger._log = _log  # type: ignore[method-assign]  # noqa: SLF001
+    _installed["_log"] = True
 
 
 def restore_logger_methods() -> None:
     """Put back the ``_log`` and ``makeRecord`` the toolkit replaced.
 
-    ``makeRecord`` stays while a JSON formatter needs it; a method another
-    tool put in since is left as it is.
+    ``makeRecord`` stays while a JSON formatter needs it. One that another
+    tool's wrapper calls stays too: taking it out from under the wrapper is
+    not possible.
     """
     if logging.Logger._log is _log:  # noqa: SLF001
         logging.Logger._log = _saved_log  # type: ignore[method-assign]  # noqa: SLF001
+        _installed["_log"] = False
     if logging.Logger.makeRecord is _make_record and not _make_record_keepers:
         logging.Logger.makeRecord = _saved_make_record  # type: ignore[method-assign]
+        _installed["makeRecord"] = False

@@ -6,8 +6,12 @@ import asyncio
 import io
 import json
 import logging
+import logging.config
 import textwrap
 import threading
+import warnings
+import weakref
+from typing import ClassVar
 
 import pytest
 import structlog
@@ -15,6 +19,7 @@ from scripts import run_script
 
 from runtime_logging import (
     ContextExecutor,
+    _stdlib,
     bind_context,
     bound_context,
     clear_context,
@@ -28,6 +33,7 @@ from runtime_logging import (
 from runtime_logging._diagnostics import Diagnostics
 from runtime_logging.schema import STANDARD_KEYS
 from runtime_logging.sinks import Sink
+from runtime_logging.testing import CaptureSink
 
 
 class TestBothApis:
@@ -1059,3 +1065,149 @@ class TestStdlibAcrossSetUps:
 
         line = json.loads(stream.getvalue())
         assert (line["event"], line["message"]) == ("kept", "m")
+
+
+class TestStdlibGivenBack:
+    """What a set-up changed in stdlib logging is put back, and only that."""
+
+    SETTINGS: ClassVar[dict[str, object]] = {
+        "env": {},
+        "console": "off",
+        "log_dir": "off",
+        "handle_signals": False,
+    }
+
+    def test_a_tools_make_record_wrapper_across_a_reconfiguration(self):
+        capture = CaptureSink()
+        configure_logging(sinks=[capture], **self.SETTINGS)
+        toolkits = logging.Logger.makeRecord
+
+        def make_record(self, *args, **kwargs):
+            record = toolkits(self, *args, **kwargs)
+            record.traced = "t-1"
+            return record
+
+        logging.Logger.makeRecord = make_record
+        try:
+            service = configure_logging(sinks=[capture], **self.SETTINGS)
+            app = logging.getLogger("wrapped")
+            app.addHandler(logging.NullHandler())
+            try:
+                app.warning("traced", extra={"message": "m"})
+            finally:
+                app.handlers.clear()
+            service.shutdown()
+            assert logging.Logger.makeRecord is make_record
+        finally:
+            logging.Logger.makeRecord = toolkits
+        [event] = [e for e in capture.events if e.logger == "wrapped"]
+        assert (event.fields["traced"], event.fields["message"]) == ("t-1", "m")
+
+    def test_structlog_calls_while_reconfiguring_reach_the_old_sinks(self, capfd):
+        """A call made while the old sinks drain goes to them, not to stdout."""
+
+        class LogsWhileClosing(Sink):
+            name = "closing"
+
+            def emit(self, event):
+                pass
+
+            def close(self, timeout=None):
+                structlog.get_logger("during").info("logged while reconfiguring")
+
+        capture = CaptureSink()
+        configure_logging(sinks=[capture, LogsWhileClosing()], **self.SETTINGS)
+        configure_logging(sinks=[CaptureSink()], **self.SETTINGS)
+
+        assert [e.event for e in capture.events] == ["logged while reconfiguring"]
+        assert "logged while reconfiguring" not in capfd.readouterr().out
+
+    def test_a_sink_that_cannot_attach_leaves_logging_as_before(self, monkeypatch):
+        # No JSON formatter of another test keeps the toolkit's makeRecord.
+        monkeypatch.setattr(_stdlib, "_make_record_keepers", weakref.WeakSet())
+
+        class Refuses(Sink):
+            name = "refuses"
+
+            def emit(self, event):
+                pass
+
+            def attach(self, service):
+                raise RuntimeError("no")
+
+        root = logging.getLogger()
+        configure_logging(**self.SETTINGS)
+        with pytest.raises(RuntimeError):
+            configure_logging(sinks=[Refuses()], **self.SETTINGS)
+
+        from runtime_logging import get_service
+
+        assert get_service() is None
+        assert root.handlers == []
+        assert logging.Logger.makeRecord.__module__ == "logging"
+
+    def test_logger_levels_are_put_back(self):
+        urllib3 = logging.getLogger("urllib3")
+        configure_logging(logger_levels={"urllib3": "debug"}, **self.SETTINGS)
+        assert urllib3.level == logging.DEBUG
+        configure_logging(**self.SETTINGS)
+        assert urllib3.level == logging.NOTSET
+        configure_logging(logger_levels={"urllib3": "error"}, **self.SETTINGS)
+        urllib3_error = urllib3.level
+        configure_logging(**self.SETTINGS).shutdown()
+        assert (urllib3_error, urllib3.level) == (logging.ERROR, logging.NOTSET)
+
+    def test_warnings_captured_by_the_application_stay_captured(self):
+        logging.captureWarnings(True)
+        try:
+            configure_logging(**self.SETTINGS).shutdown()
+            assert warnings.showwarning is logging._showwarning
+        finally:
+            logging.captureWarnings(False)
+        configure_logging(**self.SETTINGS).shutdown()
+        assert warnings.showwarning is not logging._showwarning
+
+    def test_a_root_another_configuration_took_over_is_left_alone(self):
+        root = logging.getLogger()
+        earlier = logging.NullHandler()
+        root.addHandler(earlier)
+        service = configure_logging(**self.SETTINGS)
+        taken_over = logging.StreamHandler(io.StringIO())
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"out": {"()": lambda: taken_over}},
+                "root": {"handlers": ["out"], "level": "INFO"},
+            }
+        )
+        service.shutdown()
+
+        assert (root.handlers, root.level) == ([taken_over], logging.INFO)
+
+    def test_a_patch_of_the_root_logger_class_is_called(self, monkeypatch):
+        seen = []
+        stdlib_call_handlers = logging.RootLogger.callHandlers
+
+        def call_handlers(self, record):
+            seen.append(record.getMessage())
+            stdlib_call_handlers(self, record)
+
+        capture = CaptureSink()
+        configure_logging(sinks=[capture], **self.SETTINGS)
+        monkeypatch.setattr(logging.RootLogger, "callHandlers", call_handlers)
+        logging.warning("through the root")  # noqa: LOG015 - the root's own call
+
+        assert seen == ["through the root"]
+        assert [e.event for e in capture.events] == ["through the root"]
+
+    def test_a_patched_log_record_is_used(self, monkeypatch):
+        def get_message(self):
+            return str(self.msg).format(*self.args)
+
+        capture = CaptureSink()
+        configure_logging(sinks=[capture], **self.SETTINGS)
+        monkeypatch.setattr(logging.LogRecord, "getMessage", get_message)
+        logging.getLogger("braces").warning("hello {}", "world")
+
+        assert [e.event for e in capture.events] == ["hello world"]
