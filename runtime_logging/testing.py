@@ -184,12 +184,20 @@ except ImportError:  # pragma: no cover - the helpers above work without it
 
 if pytest is not None:
 
+    def _reset_beside_pytest() -> None:
+        """`shutdown_logging`, pytest's own capture handlers (``caplog``) kept."""
+        root = logging.getLogger()
+        pytests = [h for h in root.handlers if type(h).__module__ == "_pytest.logging"]
+        shutdown_logging()
+        for handler in pytests:
+            root.addHandler(handler)
+
     @pytest.fixture
     def reset_logging() -> Iterator[None]:
         """Start and end the test with logging as a fresh process has it."""
-        shutdown_logging()
+        _reset_beside_pytest()
         yield
-        shutdown_logging()
+        _reset_beside_pytest()
 
     @pytest.fixture
     def capture_events(reset_logging: None) -> Iterator[CaptureSink]:

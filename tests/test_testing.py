@@ -155,3 +155,32 @@ def test_the_plugin_in_a_users_project(pytester):
 
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*status='failure' (wanted 'success')*"])
+
+
+def test_caplog_beside_reset_logging(pytester):
+    """pytest's own capture sees what a fixture logs after resetting logging."""
+    pytester.makeconftest(
+        """
+        import logging
+        import pytest
+
+        @pytest.fixture
+        def app(reset_logging):
+            logging.getLogger("app").warning("set up")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import logging
+
+        def test_caplog_sees_records(app, caplog):
+            logging.getLogger("app").warning("called")
+            setup = [r.getMessage() for r in caplog.get_records("setup")]
+            call = [r.getMessage() for r in caplog.records]
+            assert (setup, call) == (["set up"], ["called"])
+        """
+    )
+
+    result = pytester.runpytest_subprocess()
+
+    result.assert_outcomes(passed=1)
