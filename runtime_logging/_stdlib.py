@@ -165,8 +165,10 @@ def _stdlib_methods() -> tuple[object, ...]:
     )
 
 
-_RECORD_INIT = logging.LogRecord.__init__
-_GET_MESSAGE = logging.LogRecord.getMessage
+_LogRecord = logging.LogRecord
+_record_factory = logging.getLogRecordFactory
+_RECORD_INIT = _LogRecord.__init__
+_GET_MESSAGE = _LogRecord.getMessage
 
 
 #: `_stdlib_methods` as they were when the direct route was put in.
@@ -202,9 +204,9 @@ def _sole_handler(logger: logging.Logger, level: int) -> PipelineHandler | None:
         or kind.makeRecord is not _make_record
         or PipelineHandler.filter is not handler_filter
         or PipelineHandler.handle is not _PIPELINE_HANDLE
-        or logging.getLogRecordFactory() is not logging.LogRecord
-        or logging.LogRecord.__init__ is not _RECORD_INIT
-        or logging.LogRecord.getMessage is not _GET_MESSAGE
+        or _record_factory() is not _LogRecord
+        or _LogRecord.__init__ is not _RECORD_INIT
+        or _LogRecord.getMessage is not _GET_MESSAGE
     ):
         return None
     found = None
