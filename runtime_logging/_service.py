@@ -245,11 +245,14 @@ def _build_sinks(
     extra: Iterable[Sink],
     redact: RedactionPolicy,
     sentry_before_send: BeforeSend | None = None,
+    file_sink: FileSink | None = None,
 ) -> list[Sink]:
     sinks: list[Sink] = []
     if settings.console != "off":
         sinks.append(ConsoleSink(style=settings.console, color=settings.color))
-    if settings.log_path is not None:
+    if file_sink is not None:
+        sinks.append(file_sink)
+    elif settings.log_path is not None:
         sinks.append(_file_sink(settings, settings.log_path))
     if settings.loki_url:
         sinks.append(_loki_sink(settings))
@@ -401,12 +404,20 @@ def configure_logging(
             f"`sentry_before_send` is {sentry_before_send!r}, which is not "
             "callable; pass a function (event, hint) -> event or None."
         )
+    check_extras(resolved)
     with _lock:
+        # The file first: a directory it can't write to is refused while the
+        # set-up in place goes on.
+        file_sink = None
+        if resolved.log_path is not None:
+            file_sink = _file_sink(resolved, resolved.log_path)
         if _active_service is not None:
             _active_service._shutdown(None, replaced=True)  # noqa: SLF001
         redact = RedactionPolicy(resolved.redact_keys, resolved.redact_keys_allow)
         try:
-            service = _service(resolved, extra, redact, hooks, sentry_before_send)
+            service = _service(
+                resolved, extra, redact, hooks, sentry_before_send, file_sink
+            )
         except BaseException:
             # Nothing in place: calls and records go where they went before
             # any set-up, as after a shutdown.
@@ -434,12 +445,18 @@ def _service(
     redact: RedactionPolicy,
     hooks: Mapping[str, Iterable[Processor]],
     sentry_before_send: BeforeSend | None,
+    file_sink: FileSink | None,
 ) -> LoggingService:
     """The service of *settings*, its sinks built and attached to it.
 
     A sink that fails to build or attach is closed with those built before.
     """
-    built = _build_sinks(settings, extra, redact, sentry_before_send)
+    try:
+        built = _build_sinks(settings, extra, redact, sentry_before_send, file_sink)
+    except BaseException:
+        if file_sink is not None:
+            file_sink.close(0.0)
+        raise
     try:
         limiter = None
         if settings.rate_limit > 0:

@@ -18,6 +18,7 @@ import structlog
 from scripts import run_script
 
 from runtime_logging import (
+    ConfigurationError,
     ContextExecutor,
     _stdlib,
     bind_context,
@@ -1211,3 +1212,19 @@ class TestStdlibGivenBack:
         logging.getLogger("braces").warning("hello {}", "world")
 
         assert [e.event for e in capture.events] == ["hello world"]
+
+    def test_a_file_that_cannot_be_written_leaves_the_set_up_in_place(self, tmp_path):
+        """Refused at configuration, while the running set-up goes on."""
+        capture = CaptureSink()
+        service = configure_logging(sinks=[capture], **self.SETTINGS)
+        taken = tmp_path / "taken"
+        taken.write_text("a file, not a directory")
+        with pytest.raises(ConfigurationError, match="log_dir"):
+            configure_logging(**{**self.SETTINGS, "log_dir": str(taken)})
+        logging.getLogger("lib").warning("still routed")
+        get_logger("app").warning("still logged")
+
+        from runtime_logging import get_service
+
+        assert get_service() is service
+        assert [e.event for e in capture.events] == ["still routed", "still logged"]
