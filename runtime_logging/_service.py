@@ -126,6 +126,7 @@ class LoggingService:
                 # file sink still appends what they log), stdlib's records as
                 # well: the next set-up takes the root logger over.
                 _handed_over.append(state)
+                _routing.append(self)
             else:
                 if active:
                     _logger.active.reset()
@@ -165,11 +166,12 @@ class LoggingService:
             state = replaced
             root.handlers[root.handlers.index(replaced.handler)] = handler
         else:
+            # The first set-up, or the root was configured again in between.
             _release_stdlib(replaced, restore_methods=False)
             state = _StdlibState.now()
-            for kept in list(root.handlers):
-                root.removeHandler(kept)
-            root.addHandler(handler)
+            if replaced is not None:
+                state.warnings_captured = replaced.warnings_captured
+            root.handlers = [handler]  # one step: no record finds no handler
         state.handler = self._handler = handler
         self._stdlib_state = state
         root.setLevel(LEVELS[self.settings.level])
@@ -200,9 +202,18 @@ class LoggingService:
                     signal.signal(number, previous)
         self._saved_signals.clear()
 
+    def _acting(self) -> LoggingService:
+        """This set-up, or the one that replaced it while these handlers stayed.
+
+        A set-up made off the main thread can't install its own, so the
+        handlers of the one before act for it.
+        """
+        active = _active_service
+        return active if self._closed and active is not None else self
+
     def _on_sighup(self, number: int, frame: FrameType | None) -> None:
         # A signal handler only sets flags: the next write reopens.
-        for sink in self.sinks:
+        for sink in self._acting().sinks:
             request = getattr(sink, "request_reopen", None)
             if request is not None:
                 request()
@@ -210,21 +221,22 @@ class LoggingService:
 
     def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
         previous = self._saved_signals.get(number)
-        if self._draining:
+        service = self._acting()
+        if service._draining:  # noqa: SLF001 - a set-up of the same class
             # Draining at exit: the application's handler runs now, else the
             # process ends with this SIGTERM once the drain is over.
             if callable(previous):
                 previous(number, frame)
             else:
-                self._sigterm_waiting = True
+                service._sigterm_waiting = True  # noqa: SLF001
             return
         if callable(previous):
             # The application ends the process its own way and may log on the
             # way out: deliver what is queued now, and close at exit.
-            self.flush()
+            service.flush()
             previous(number, frame)
             return
-        self.shutdown()
+        service.shutdown()
         signal.signal(number, signal.SIG_DFL)
         os.kill(os.getpid(), number)
 
@@ -248,6 +260,28 @@ def _build_sinks(
     file_sink: FileSink | None = None,
 ) -> list[Sink]:
     sinks: list[Sink] = []
+    try:
+        _add_sinks(sinks, settings, extra, redact, sentry_before_send, file_sink)
+    except BaseException:
+        opened = (
+            sinks if file_sink is None or file_sink in sinks else [*sinks, file_sink]
+        )
+        for sink in opened:
+            with contextlib.suppress(Exception):
+                _call(sink, "close", 0.0)
+        raise
+    return sinks
+
+
+def _add_sinks(
+    sinks: list[Sink],
+    settings: Settings,
+    extra: Iterable[Sink],
+    redact: RedactionPolicy,
+    sentry_before_send: BeforeSend | None,
+    file_sink: FileSink | None,
+) -> None:
+    """Build the sinks of *settings* into *sinks*, in the fan-out's order."""
     if settings.console != "off":
         sinks.append(ConsoleSink(style=settings.console, color=settings.color))
     if file_sink is not None:
@@ -263,7 +297,6 @@ def _build_sinks(
     sinks.extend(extra)
     if settings.metrics:
         sinks.append(_metrics_sink(settings))
-    return sinks
 
 
 def check_extras(settings: Settings) -> None:
@@ -424,6 +457,7 @@ def configure_logging(
             _logger.active.reset()
             structlog.reset_defaults()
             _release_stdlib(_handed_over.pop() if _handed_over else None)
+            _routing.clear()
             raise
         structlog.configure(
             wrapper_class=_logger.Logger,
@@ -436,6 +470,7 @@ def configure_logging(
             service._install_signals()  # noqa: SLF001 - the service's own set-up step
         _logger.active.use(service.pipeline)
         _active_service = service
+        _routing.clear()
     return service
 
 
@@ -451,12 +486,7 @@ def _service(
 
     A sink that fails to build or attach is closed with those built before.
     """
-    try:
-        built = _build_sinks(settings, extra, redact, sentry_before_send, file_sink)
-    except BaseException:
-        if file_sink is not None:
-            file_sink.close(0.0)
-        raise
+    built = _build_sinks(settings, extra, redact, sentry_before_send, file_sink)
     try:
         limiter = None
         if settings.rate_limit > 0:
@@ -513,9 +543,12 @@ class _StdlibState:
         """
         root = logging.getLogger()
         if self.handler is not None and self.handler in root.handlers:
-            root.removeHandler(self.handler)
-            for kept in self.root_handlers:
-                root.addHandler(kept)
+            # One step, handlers added since kept: no record finds no handler.
+            others = [kept for kept in root.handlers if kept is not self.handler]
+            root.handlers = [
+                *self.root_handlers,
+                *[kept for kept in others if kept not in self.root_handlers],
+            ]
             root.setLevel(self.root_level)
         for name in list(self.levels):
             self._level_back(name)
@@ -529,6 +562,8 @@ class _StdlibState:
 
 #: What a replaced set-up leaves for the next to take over (one at most).
 _handed_over: list[_StdlibState | None] = []
+#: The replaced set-up the calls go to until the next is in place.
+_routing: list[LoggingService] = []
 
 
 def _warnings_captured() -> bool:
@@ -570,7 +605,8 @@ def _at_exit() -> None:
 def _after_fork_in_child() -> None:
     global _lock  # noqa: PLW0603 - a lock held at fork time is held forever
     _lock = threading.RLock()
-    service = _active_service
+    # Forked while a set-up was being replaced: the calls go to the old one.
+    service = _active_service or (_routing[-1] if _routing else None)
     if service is None:
         return
     service.pipeline.refresh_process_fields()

@@ -7,6 +7,11 @@ import io
 import json
 import logging
 import logging.config
+import os
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import warnings
@@ -1228,3 +1233,152 @@ class TestStdlibGivenBack:
 
         assert get_service() is service
         assert [e.event for e in capture.events] == ["still routed", "still logged"]
+
+    def test_warnings_capture_after_the_root_was_configured_in_between(self):
+        configure_logging(**self.SETTINGS)
+        logging.basicConfig(force=True, level=logging.INFO)
+        try:
+            configure_logging(**self.SETTINGS).shutdown()
+            assert warnings.showwarning is not logging._showwarning
+        finally:
+            for handler in logging.getLogger().handlers:
+                handler.close()
+
+    def test_capture_stdlib_switched_while_threads_log(self):
+        """Each record reaches the application's handler or the pipeline."""
+        counted = []
+
+        class Count(logging.Handler):
+            def emit(self, record):
+                counted.append(record)
+
+        root = logging.getLogger()
+        root.addHandler(Count())
+        capture = CaptureSink()
+        records_each = 10_000
+
+        def log():
+            app = logging.getLogger("switching")
+            for _ in range(records_each):
+                app.warning("x")
+
+        threads = [threading.Thread(target=log) for _ in range(2)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # threads switch at any point
+        try:
+            for thread in threads:
+                thread.start()
+            capture_stdlib = True
+            while any(thread.is_alive() for thread in threads):
+                configure_logging(
+                    sinks=[capture], capture_stdlib=capture_stdlib, **self.SETTINGS
+                )
+                capture_stdlib = not capture_stdlib
+        finally:
+            sys.setswitchinterval(interval)
+        for thread in threads:
+            thread.join()
+
+        routed = [e for e in capture.events if e.logger == "switching"]
+        assert len(counted) + len(routed) == 2 * records_each
+
+    def test_sinks_built_before_one_that_fails_are_closed(self, tmp_path):
+        """The file opened before a metrics port that is taken is closed again."""
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        opened = len(os.listdir("/proc/self/fd"))
+        try:
+            for _ in range(3):
+                with pytest.raises(ConfigurationError, match="metrics_address"):
+                    configure_logging(
+                        **{
+                            **self.SETTINGS,
+                            "log_dir": str(tmp_path),
+                            "metrics": True,
+                            "metrics_address": address,
+                        }
+                    )
+            assert len(os.listdir("/proc/self/fd")) == opened
+        finally:
+            taken.close()
+
+
+class TestStdlibAcrossForksAndSignals:
+    def test_a_child_forked_while_reconfiguring_logs_as_itself(self, tmp_path):
+        """Its lines carry its own pid, and it does not wait on the parent's locks."""
+        output = run_script(
+            """
+            import json, logging, os, sys
+            from runtime_logging import configure_logging
+            from runtime_logging.sinks import Sink
+            log_dir = sys.argv[1]
+
+            class ForksWhileClosing(Sink):
+                name = "forks"
+                def emit(self, event):
+                    pass
+                def close(self, timeout=None):
+                    pid = os.fork()
+                    if pid == 0:
+                        logging.getLogger("child").warning("from the child")
+                        os._exit(0)
+                    os.waitpid(pid, 0)
+                    print(pid)
+
+            settings = dict(env={}, console="off", log_dir=log_dir,
+                            handle_signals=False)
+            configure_logging(sinks=[ForksWhileClosing()], **settings)
+            configure_logging(**settings).shutdown()
+            """,
+            tmp_path,
+            timeout=60,
+        )
+        child = int(output.split()[-1])
+        lines = [
+            json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()
+        ]
+        assert [(line["event"], line["pid"]) for line in lines] == [
+            ("from the child", child)
+        ]
+
+    def test_sigterm_after_a_reconfiguration_off_the_main_thread(self):
+        """The set-up made in a thread is drained when SIGTERM ends the process."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    """
+                    import os, signal, threading
+                    from runtime_logging import configure_logging
+                    from runtime_logging.sinks import Sink
+
+                    class Says(Sink):
+                        def __init__(self, name):
+                            super().__init__()
+                            self.name = name
+                        def emit(self, event):
+                            pass
+                        def close(self, timeout=None):
+                            print("closed", self.name, flush=True)
+
+                    settings = dict(env={}, console="off", log_dir="off",
+                                    handle_signals=True)
+                    configure_logging(sinks=[Says("first")], **settings)
+                    thread = threading.Thread(target=lambda: configure_logging(
+                        sinks=[Says("second")], **settings))
+                    thread.start()
+                    thread.join()
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    """
+                ),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.stdout.splitlines() == ["closed first", "closed second"]
+        assert done.returncode == -signal.SIGTERM
