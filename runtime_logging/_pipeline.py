@@ -50,6 +50,9 @@ from runtime_logging.schema import FIELD_PREFIX, RESERVED_KEYS, STANDARD_KEYS
 
 HOOK_POINTS = ("context", "fields", "exception")
 
+#: Events a replaced set-up keeps for the next at most; past it, they go to
+#: its own sinks (the file appends them; a closed network sink drops them).
+MAX_HELD = 100_000
 #: Logger names whose level is remembered; past it, the memory starts again.
 _MAX_CACHED_LOGGERS = 10_000
 #: The toolkit's files a logging call passes through, left out of ``stack``.
@@ -271,6 +274,8 @@ class Pipeline:
         #: Marks the exceptions this pipeline wrote (``exception.repeated``).
         self._mark = object()
         self._with_locals = settings.include_locals
+        #: Events kept while this set-up is replaced (`hold`); None otherwise.
+        self._held: list[LogEvent] | None = None
         self._template: dict[str, Any] = {}
         self.refresh_process_fields()
 
@@ -518,7 +523,25 @@ class Pipeline:
                 )
         return event
 
+    def hold(self) -> None:
+        """Keep events from the sinks (they are closing) until `pass_on`."""
+        self._held = []
+
+    def stop_holding(self) -> None:
+        """Deliver to the sinks again; what was held is another's to deliver."""
+        self._held = None
+
+    def pass_on(self, pipeline: Pipeline) -> None:
+        """Deliver the held events to *pipeline*'s sinks, and hold no more."""
+        held, self._held = self._held, None
+        for event in held or ():
+            pipeline.emit_event(event)
+
     def _fan_out(self, event: LogEvent) -> None:
+        held = self._held
+        if held is not None and len(held) < MAX_HELD:
+            held.append(event)
+            return
         for sink in self.sinks:
             if event.level < sink.min_level:
                 continue

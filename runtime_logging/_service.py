@@ -122,11 +122,13 @@ class LoggingService:
                 _active_service = None
             state, self._stdlib_state = self._stdlib_state, None
             if replaced:
-                # Calls go on to this pipeline until the next is in place (its
-                # file sink still appends what they log), stdlib's records as
-                # well: the next set-up takes the root logger over.
+                # Calls go on to this pipeline until the next is in place,
+                # stdlib's records as well (the next set-up takes the root
+                # logger over); it keeps their events for the next one's
+                # sinks, as its own are closing.
                 _handed_over.append(state)
                 _routing.append(self)
+                self.pipeline.hold()
             else:
                 if active:
                     _logger.active.reset()
@@ -457,6 +459,9 @@ def configure_logging(
             _logger.active.reset()
             structlog.reset_defaults()
             _release_stdlib(_handed_over.pop() if _handed_over else None)
+            for replaced in _routing:
+                # No next one: its own sinks take them (the file appends).
+                replaced.pipeline.pass_on(replaced.pipeline)
             _routing.clear()
             raise
         structlog.configure(
@@ -470,6 +475,8 @@ def configure_logging(
             service._install_signals()  # noqa: SLF001 - the service's own set-up step
         _logger.active.use(service.pipeline)
         _active_service = service
+        for replaced in _routing:
+            replaced.pipeline.pass_on(service.pipeline)
         _routing.clear()
     return service
 
@@ -609,6 +616,8 @@ def _after_fork_in_child() -> None:
     service = _active_service or (_routing[-1] if _routing else None)
     if service is None:
         return
+    # No next set-up comes in this process; the parent delivers what it held.
+    service.pipeline.stop_holding()
     service.pipeline.refresh_process_fields()
     for sink in service.sinks:
         with contextlib.suppress(Exception):

@@ -39,6 +39,7 @@ from runtime_logging import (
 from runtime_logging._diagnostics import Diagnostics
 from runtime_logging.schema import STANDARD_KEYS
 from runtime_logging.sinks import Sink
+from runtime_logging.sinks._queue import QueuedSink
 from runtime_logging.testing import CaptureSink
 
 
@@ -1109,8 +1110,12 @@ class TestStdlibGivenBack:
         [event] = [e for e in capture.events if e.logger == "wrapped"]
         assert (event.fields["traced"], event.fields["message"]) == ("t-1", "m")
 
-    def test_structlog_calls_while_reconfiguring_reach_the_old_sinks(self, capfd):
-        """A call made while the old sinks drain goes to them, not to stdout."""
+    def test_calls_while_reconfiguring_reach_the_next_sinks(self, capfd):
+        """Calls made while the old sinks drain reach the next set-up's sinks.
+
+        Through `structlog.get_logger()`, the toolkit's loggers and stdlib:
+        none goes to stdout or stderr, none to a network sink already closed.
+        """
 
         class LogsWhileClosing(Sink):
             name = "closing"
@@ -1119,14 +1124,32 @@ class TestStdlibGivenBack:
                 pass
 
             def close(self, timeout=None):
-                structlog.get_logger("during").info("logged while reconfiguring")
+                structlog.get_logger("during").info("structlog's")
+                get_logger("during").info("the toolkit's")
+                logging.getLogger("during").warning("stdlib's")
 
-        capture = CaptureSink()
-        configure_logging(sinks=[capture, LogsWhileClosing()], **self.SETTINGS)
-        configure_logging(sinks=[CaptureSink()], **self.SETTINGS)
+        class Collect(QueuedSink):
+            """A network sink in memory: what its thread delivers."""
 
-        assert [e.event for e in capture.events] == ["logged while reconfiguring"]
-        assert "logged while reconfiguring" not in capfd.readouterr().out
+            name = "collect"
+
+            def __init__(self):
+                super().__init__()
+                self.received = []
+
+            def deliver(self, batch):
+                self.received.extend(event.event for event in batch)
+                return len(batch)
+
+        # The old network sink closes first, then the other one logs.
+        old, new = Collect(), Collect()
+        configure_logging(sinks=[old, LogsWhileClosing()], **self.SETTINGS)
+        configure_logging(sinks=[new], **self.SETTINGS).flush()
+
+        assert (old.received, old.dropped) == ([], 0)
+        assert new.received == ["structlog's", "the toolkit's", "stdlib's"]
+        captured = capfd.readouterr()
+        assert "structlog's" not in captured.out + captured.err
 
     def test_a_sink_that_cannot_attach_leaves_logging_as_before(self, monkeypatch):
         # No JSON formatter of another test keeps the toolkit's makeRecord.
