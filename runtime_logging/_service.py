@@ -56,11 +56,16 @@ class LoggingService:
         self.rate_limiter = rate_limiter
         #: What this set-up changed in stdlib logging (None: nothing).
         self._stdlib_state: _StdlibState | None = None
-        self._handler: _stdlib.PipelineHandler | None = None
         self._saved_signals: dict[int, Any] = {}
         self._closed = False
         self._draining = False
         self._sigterm_waiting = False
+
+    @property
+    def _handler(self) -> _stdlib.PipelineHandler | None:
+        """The root's handler of this set-up; None once it ended."""
+        state = self._stdlib_state
+        return None if state is None else state.handler
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -174,7 +179,7 @@ class LoggingService:
             if replaced is not None:
                 state.warnings_captured = replaced.warnings_captured
             root.handlers = [handler]  # one step: no record finds no handler
-        state.handler = self._handler = handler
+        state.handler = handler
         self._stdlib_state = state
         root.setLevel(LEVELS[self.settings.level])
         state.set_levels(self.settings.logger_levels)
@@ -268,11 +273,16 @@ def _build_sinks(
         opened = (
             sinks if file_sink is None or file_sink in sinks else [*sinks, file_sink]
         )
-        for sink in opened:
-            with contextlib.suppress(Exception):
-                _call(sink, "close", 0.0)
+        _close_at_once(opened)
         raise
     return sinks
+
+
+def _close_at_once(sinks: Iterable[Sink]) -> None:
+    """Close *sinks* of a set-up that failed to come into place."""
+    for sink in sinks:
+        with contextlib.suppress(Exception):
+            _call(sink, "close", 0.0)
 
 
 def _add_sinks(
@@ -507,9 +517,7 @@ def _service(
         for sink in built:
             _call(sink, "attach", service)
     except BaseException:
-        for sink in built:
-            with contextlib.suppress(Exception):
-                _call(sink, "close", 0.0)
+        _close_at_once(built)
         raise
     return service
 
