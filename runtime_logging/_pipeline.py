@@ -274,8 +274,8 @@ class Pipeline:
         #: Marks the exceptions this pipeline wrote (``exception.repeated``).
         self._mark = object()
         self._with_locals = settings.include_locals
-        #: Events kept while this set-up is replaced (`hold`); None otherwise.
-        self._held: list[LogEvent] | None = None
+        #: Where events go while this set-up is replaced (`hold`); else None.
+        self._diverted: _Diversion | None = None
         self._template: dict[str, Any] = {}
         self.refresh_process_fields()
 
@@ -525,22 +525,29 @@ class Pipeline:
 
     def hold(self) -> None:
         """Keep events from the sinks (they are closing) until `pass_on`."""
-        self._held = []
+        self._diverted = _Diversion()
 
     def stop_holding(self) -> None:
         """Deliver to the sinks again; what was held is another's to deliver."""
-        self._held = None
+        self._diverted = None
 
-    def pass_on(self, pipeline: Pipeline) -> None:
-        """Deliver the held events to *pipeline*'s sinks, and hold no more."""
-        held, self._held = self._held, None
-        for event in held or ():
-            pipeline.emit_event(event)
+    def pass_on(self, pipeline: Pipeline | None) -> None:
+        """Deliver the held events to *pipeline*'s sinks, and later ones too.
+
+        Called before calls go to *pipeline*: what a thread logged here comes
+        before what it logs there. None: to this pipeline's own sinks.
+        """
+        diversion = self._diverted
+        if diversion is None:
+            return
+        if pipeline is None:
+            self._diverted = None
+            pipeline = self
+        diversion.pass_on(pipeline)
 
     def _fan_out(self, event: LogEvent) -> None:
-        held = self._held
-        if held is not None and len(held) < MAX_HELD:
-            held.append(event)
+        diversion = self._diverted
+        if diversion is not None and diversion.take(event):
             return
         for sink in self.sinks:
             if event.level < sink.min_level:
@@ -576,6 +583,41 @@ class Pipeline:
         fields["timestamp"] = self._clock.format(time_ns)
         logger = str(fields.get("logger", ""))
         self._fan_out(LogEvent(fields, level, logger, time_ns, None))
+
+
+class _Diversion:
+    """The events of a replaced set-up: held, then passed to the next one's."""
+
+    def __init__(self) -> None:
+        # Re-entrant: a sink of the next set-up, or a signal handler, may log
+        # while the held events are passed on.
+        self._lock = threading.RLock()
+        self._held: list[LogEvent] | None = []
+        self._target: Pipeline | None = None
+
+    def take(self, event: LogEvent) -> bool:
+        """Hold or pass on *event*; False when it is for the own sinks."""
+        with self._lock:
+            held = self._held
+            if held is not None:
+                if len(held) >= MAX_HELD:
+                    return False
+                held.append(event)
+                return True
+            target = self._target
+        if target is None:
+            return False
+        target.emit_event(event)
+        return True
+
+    def pass_on(self, pipeline: Pipeline) -> None:
+        """Deliver the held events to *pipeline*, in order, then the later ones."""
+        with self._lock:
+            held = self._held or []
+            for event in held:  # one a sink logs meanwhile is appended and sent
+                pipeline.emit_event(event)
+            self._held = None
+            self._target = pipeline
 
 
 def _exception_data(

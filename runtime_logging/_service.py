@@ -203,11 +203,15 @@ class LoggingService:
             signal.signal(number, handler)
 
     def _restore_signals(self) -> None:
-        for number, previous in self._saved_signals.items():
-            with contextlib.suppress(ValueError, TypeError):
+        for number, previous in list(self._saved_signals.items()):
+            try:
                 if signal.getsignal(number) in (self._on_sighup, self._on_sigterm):
                     signal.signal(number, previous)
-        self._saved_signals.clear()
+            except (ValueError, TypeError):
+                # Off the main thread: this set-up's handler stays, and still
+                # chains to the one it replaced (`_acting`).
+                continue
+            del self._saved_signals[number]
 
     def _acting(self) -> LoggingService:
         """This set-up, or the one that replaced it while these handlers stayed.
@@ -471,9 +475,13 @@ def configure_logging(
             _release_stdlib(_handed_over.pop() if _handed_over else None)
             for replaced in _routing:
                 # No next one: its own sinks take them (the file appends).
-                replaced.pipeline.pass_on(replaced.pipeline)
+                replaced.pipeline.pass_on(None)
             _routing.clear()
             raise
+        # What was logged while the old sinks drained goes first, and calls
+        # still on their way there follow it to the new sinks.
+        for replaced in _routing:
+            replaced.pipeline.pass_on(service.pipeline)
         structlog.configure(
             wrapper_class=_logger.Logger,
             logger_factory=_logger.logger_name,
@@ -485,8 +493,6 @@ def configure_logging(
             service._install_signals()  # noqa: SLF001 - the service's own set-up step
         _logger.active.use(service.pipeline)
         _active_service = service
-        for replaced in _routing:
-            replaced.pipeline.pass_on(service.pipeline)
         _routing.clear()
     return service
 

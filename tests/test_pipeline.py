@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 import weakref
 from typing import ClassVar
@@ -1405,3 +1406,71 @@ class TestStdlibAcrossForksAndSignals:
         )
         assert done.stdout.splitlines() == ["closed first", "closed second"]
         assert done.returncode == -signal.SIGTERM
+
+
+class TestReconfigurationOrder:
+    def test_a_threads_lines_stay_in_order_across_a_reconfiguration(self, tmp_path):
+        """Held lines go to the new file before the ones logged after the switch."""
+
+        class SlowToClose(Sink):
+            name = "slow"
+
+            def emit(self, event):
+                pass
+
+            def close(self, timeout=None):
+                time.sleep(0.2)
+
+        settings = {"env": {}, "console": "off", "handle_signals": False}
+        configure_logging(
+            log_dir=str(tmp_path / "a"), sinks=[SlowToClose()], **settings
+        )
+        stop = threading.Event()
+
+        def log():
+            log = get_logger("ordered")
+            number = 0
+            while not stop.is_set():
+                log.info("line", seq=number)
+                logging.getLogger("ordered.stdlib").info("line", extra={"seq": number})
+                number += 1
+                time.sleep(0.0005)
+
+        thread = threading.Thread(target=log)
+        thread.start()
+        time.sleep(0.05)
+        configure_logging(log_dir=str(tmp_path / "b"), level="info", **settings)
+        time.sleep(0.05)
+        stop.set()
+        thread.join()
+        configure_logging(log_dir=str(tmp_path / "b"), **settings).shutdown()
+
+        for logger in ("ordered", "ordered.stdlib"):
+            numbers = [
+                json.loads(line)["seq"]
+                for part in ("a", "b")
+                for line in (tmp_path / part / "app.log").read_text().splitlines()
+                if json.loads(line)["logger"] == logger
+            ]
+            assert numbers == list(range(len(numbers))), logger
+            assert len(numbers) > 100
+
+    def test_the_applications_sigterm_handler_after_a_reconfiguration_in_a_thread(
+        self,
+    ):
+        output = run_script(
+            """
+            import os, signal, threading
+            from runtime_logging import configure_logging
+            called = []
+            signal.signal(signal.SIGTERM, lambda number, frame: called.append(number))
+            settings = dict(env={}, console="off", log_dir="off", handle_signals=True)
+            configure_logging(**settings)
+            thread = threading.Thread(target=lambda: configure_logging(**settings))
+            thread.start()
+            thread.join()
+            os.kill(os.getpid(), signal.SIGTERM)
+            print(called)
+            """
+        )
+        assert output.split() == [f"[{signal.SIGTERM.value}]"]
