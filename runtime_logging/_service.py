@@ -478,10 +478,7 @@ def configure_logging(
                 replaced.pipeline.pass_on(None)
             _routing.clear()
             raise
-        # What was logged while the old sinks drained goes first, and calls
-        # still on their way there follow it to the new sinks.
-        for replaced in _routing:
-            replaced.pipeline.pass_on(service.pipeline)
+        _take_over(service)
         structlog.configure(
             wrapper_class=_logger.Logger,
             logger_factory=_logger.logger_name,
@@ -602,6 +599,19 @@ def _release_stdlib(
             logging.captureWarnings(False)
     if state is not None:
         state.put_back()
+
+
+def _take_over(service: LoggingService) -> None:
+    """Let *service* go on from the set-ups it replaces, before calls come.
+
+    Its sinks go on from theirs; what was logged while theirs drained goes
+    to its sinks first, and calls still on their way there follow.
+    """
+    for replaced in _routing:
+        for sink in service.sinks:
+            for previous in replaced.sinks:
+                _call(sink, "follow", previous)
+        replaced.pipeline.pass_on(service.pipeline)
 
 
 def _set_up_stdlib(service: LoggingService, replaced: _StdlibState | None) -> None:

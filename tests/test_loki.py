@@ -1316,3 +1316,25 @@ class TestUrlWithQuery:
         assert [r["event"] for r in loki.records()] == ["with query"]
         assert {push.query for push in loki.pushes} == {"token=s3cr3t"}
         assert "s3cr3t" not in service.sink("loki").url
+
+
+def test_a_line_from_before_a_reconfiguration_is_not_refused(loki):
+    """The next set-up's sink goes on from the last times the old one pushed."""
+    _configure(loki.url).get_logger("app").info("pushed first")
+    service = _configure(loki.url)  # the same Loki: the old sink drained
+    service.get_logger("app").info("then this")
+    older = time.time_ns() - 10**9  # logged just before the change, say
+    # The stream of the lines above: the same labels.
+    settings = service.settings
+    fields = {
+        "level": "info",
+        "event": "logged before the change",
+        "service": settings.service,
+        "environment": settings.environment,
+    }
+    service.sink("loki").emit(LogEvent(fields, 20, "app", older, None))
+    service.flush()
+
+    events = [record["event"] for record in loki.records()]
+    assert sorted(events) == ["logged before the change", "pushed first", "then this"]
+    assert service.sink("loki").health().dropped == 0

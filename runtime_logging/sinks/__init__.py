@@ -76,6 +76,9 @@ class Sink:
         """Re-create locks and threads in a forked child."""
         self._state_lock = threading.RLock()
 
+    def follow(self, previous: object) -> None:
+        """Go on from *previous*, a sink of the set-up this one's replaces."""
+
     def health(self) -> SinkHealth:
         """The sink's state now."""
         return SinkHealth(

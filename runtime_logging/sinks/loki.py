@@ -398,6 +398,17 @@ class LokiSink(QueuedSink):
             text = text.replace(secret, "********")
         super()._failed(what, text, report=report)
 
+    def follow(self, previous: object) -> None:
+        """Go on from *previous*, the Loki sink of the set-up this one replaces.
+
+        Its streams' last pushed times carry over, so that a line logged just
+        before the change and pushed here is not older than what it pushed
+        (Loki refuses an entry older than its stream's last).
+        """
+        if isinstance(previous, LokiSink) and previous.url == self.url:
+            for key, last in previous._last_time.items():  # noqa: SLF001
+                self._last_time[key] = max(last, self._last_time.get(key, 0))
+
     def interrupt(self) -> None:
         """Close the connection: a push waiting on it fails at once."""
         self._connection.close()
