@@ -382,7 +382,7 @@ class Pipeline:
         `record_event`.
         """
         if type(logger) is not str:
-            logger = safe_str(logger)  # a Logger made with a name that is not
+            logger = safe_str(logger)  # `logging.Logger(5)`: a name that is no str
         try:
             try:
                 if record is not None:

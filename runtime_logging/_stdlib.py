@@ -165,6 +165,7 @@ def _stdlib_methods() -> tuple[object, ...]:
     )
 
 
+_Logger = logging.Logger
 _LogRecord = logging.LogRecord
 _record_factory = logging.getLogRecordFactory
 _RECORD_INIT = _LogRecord.__init__
@@ -178,9 +179,6 @@ _expected_methods = _stdlib_methods()
 def _is_stdlib(method: object) -> bool:
     code = getattr(method, "__code__", None)
     return code is not None and code.co_filename == _STDLIB_FILE
-
-
-_Logger = logging.Logger
 
 
 def _sole_handler(logger: logging.Logger, level: int) -> PipelineHandler | None:
